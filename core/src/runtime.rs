@@ -1,0 +1,716 @@
+//! The task that runs a stage: one loop for producers, producer-consumers and consumers.
+//!
+//! The loop takes one message at a time from the protocol inbox, the mailbox or a timer,
+//! updates demand, then `drive`s: serves buffered events, calls `handle_demand` for owed
+//! demand, and handles queued event chunks while downstream demand allows.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::buffer::{Buffer, BufferKeep, BufferSize, Marker};
+use crate::demand::{Chunk, DemandMode, DemandState};
+use crate::dispatcher::{DemandDispatcher, Dispatcher, Downstream};
+use crate::error::{BoxError, Error, ExitReason};
+use crate::handle::ProducerRef;
+use crate::protocol::{Inbox, ProducerLink, SubscribeReply, SubscribeRequest};
+use crate::stage::{Command, Context, Mail, StageLink, StageRef};
+use crate::subscription::{AskMode, CancelMode, StageId, SubscribeOptions, SubscriptionId};
+
+/// The other end of a subscription, as `handle_subscribe`/`handle_cancel` of a
+/// producer-consumer see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A producer this stage consumes from.
+    Producer(SubscriptionId),
+    /// A consumer of this stage.
+    Consumer(SubscriptionId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Producer,
+    ProducerConsumer,
+    Consumer,
+}
+
+pub(crate) type Emit<T> = Result<Vec<T>, BoxError>;
+
+/// The callbacks of any stage kind, as the runtime calls them.
+pub(crate) trait Behaviour: Send + 'static {
+    type In: Send + 'static;
+    type Out: Send + 'static;
+    type Message: Send + 'static;
+    const KIND: Kind;
+
+    fn demand(
+        &mut self,
+        demand: usize,
+        ctx: &mut Context<Self::Message>,
+    ) -> impl Future<Output = Emit<Self::Out>> + Send;
+    fn events(
+        &mut self,
+        events: Vec<Self::In>,
+        from: SubscriptionId,
+        ctx: &mut Context<Self::Message>,
+    ) -> impl Future<Output = Emit<Self::Out>> + Send;
+    fn info(
+        &mut self,
+        message: Self::Message,
+        ctx: &mut Context<Self::Message>,
+    ) -> impl Future<Output = Emit<Self::Out>> + Send;
+    fn subscribe(
+        &mut self,
+        peer: Peer,
+        ctx: &mut Context<Self::Message>,
+    ) -> impl Future<Output = Result<AskMode, BoxError>> + Send;
+    fn cancel(
+        &mut self,
+        peer: Peer,
+        reason: &ExitReason,
+        ctx: &mut Context<Self::Message>,
+    ) -> impl Future<Output = Emit<Self::Out>> + Send;
+    fn discarded(&mut self, discarded: usize, buffered: usize) -> bool;
+    fn terminate(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send;
+}
+
+/// Producer-side options, validated.
+pub(crate) struct ProducerSetup<T> {
+    pub(crate) buffer_size: BufferSize,
+    pub(crate) buffer_keep: BufferKeep,
+    pub(crate) demand: DemandMode,
+    pub(crate) dispatcher: Option<Box<dyn Dispatcher<T>>>,
+}
+
+impl<T> ProducerSetup<T> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.buffer_size == BufferSize::Bounded(0) {
+            return Err(Error::invalid(
+                "buffer_size",
+                0,
+                "must be greater than 0 (use BufferSize::Unbounded for no bound)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) type Subscriptions<T> = Vec<(ProducerRef<T>, SubscribeOptions<T>)>;
+
+pub(crate) struct Spawned<B: Behaviour> {
+    pub(crate) stage: StageRef<B::Message>,
+    pub(crate) inbox: mpsc::UnboundedSender<Inbox<B::In, B::Out>>,
+}
+
+/// Validates the options and starts the stage's task.
+pub(crate) fn spawn<B: Behaviour>(
+    behaviour: B,
+    name: Option<String>,
+    producer: ProducerSetup<B::Out>,
+    subscriptions: Subscriptions<B::In>,
+) -> Result<Spawned<B>, Error> {
+    producer.validate()?;
+    for (_, options) in &subscriptions {
+        options.validate()?;
+    }
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+    let id = StageId::new();
+    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+    let (mail_tx, mail_rx) = mpsc::unbounded_channel();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let stage = StageRef::new(StageLink {
+        id,
+        mail: mail_tx,
+        exit: exit_rx,
+    });
+    let name: Arc<str> = name
+        .map(Into::into)
+        .unwrap_or_else(|| id.to_string().into());
+    let runtime = Runtime {
+        behaviour,
+        ctx: Context {
+            me: stage.clone(),
+            name: name.clone(),
+            commands: Vec::new(),
+            timers: Vec::new(),
+            demand_mode: producer.demand,
+        },
+        id,
+        name,
+        inbox_tx: inbox_tx.clone(),
+        upstream: HashMap::new(),
+        queued: VecDeque::new(),
+        downstream: HashMap::new(),
+        dispatcher: producer
+            .dispatcher
+            .unwrap_or_else(|| Box::new(DemandDispatcher::new())),
+        buffer: Buffer::new(producer.buffer_size, producer.buffer_keep),
+        owed: 0,
+        finishing: None,
+        finish_queued: false,
+        exit: None,
+        timers: JoinSet::new(),
+    };
+    rt.spawn(async move {
+        let guard = ExitGuard(Some(exit_tx));
+        let reason = runtime.run(inbox_rx, mail_rx, subscriptions).await;
+        guard.set(reason);
+    });
+    Ok(Spawned {
+        stage,
+        inbox: inbox_tx,
+    })
+}
+
+/// Publishes the exit reason, also when the task is aborted.
+struct ExitGuard(Option<watch::Sender<Option<ExitReason>>>);
+
+impl ExitGuard {
+    fn set(mut self, reason: ExitReason) {
+        if let Some(tx) = self.0.take() {
+            tx.send_replace(Some(reason));
+        }
+    }
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            tx.send_replace(Some(ExitReason::failed("stage task was aborted")));
+        }
+    }
+}
+
+struct Upstream<T> {
+    link: Arc<dyn ProducerLink<T>>,
+    demand: DemandState,
+    cancel: CancelMode,
+}
+
+struct Runtime<B: Behaviour> {
+    behaviour: B,
+    ctx: Context<B::Message>,
+    id: StageId,
+    name: Arc<str>,
+    inbox_tx: mpsc::UnboundedSender<Inbox<B::In, B::Out>>,
+    upstream: HashMap<SubscriptionId, Upstream<B::In>>,
+    /// Received chunks not yet handled (a producer-consumer waits for downstream demand).
+    queued: VecDeque<(SubscriptionId, Chunk<B::In>)>,
+    downstream: HashMap<SubscriptionId, Downstream<B::Out>>,
+    dispatcher: Box<dyn Dispatcher<B::Out>>,
+    buffer: Buffer<B::Out, B::Message>,
+    /// Demand forwarded by the dispatcher and not yet served.
+    owed: usize,
+    /// Stop with this reason once queued work is done (an upstream finished).
+    finishing: Option<ExitReason>,
+    finish_queued: bool,
+    exit: Option<ExitReason>,
+    timers: JoinSet<B::Message>,
+}
+
+/// Runs a callback, turning its error or panic into the stage's failure.
+async fn guard<T>(
+    callback: &'static str,
+    fut: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, ExitReason> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(Error::Callback {
+            callback,
+            source: Arc::from(source),
+        }
+        .into()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            Err(Error::Panicked { callback, message }.into())
+        }
+    }
+}
+
+impl<B: Behaviour> Runtime<B> {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Inbox<B::In, B::Out>>,
+        mut mail: mpsc::UnboundedReceiver<Mail<B::Message>>,
+        subscriptions: Subscriptions<B::In>,
+    ) -> ExitReason {
+        for (producer, options) in subscriptions {
+            self.subscribe_to(SubscriptionId::new(), producer.link(), options, None)
+                .await;
+        }
+        self.drive().await;
+        while self.exit.is_none() {
+            tokio::select! {
+                biased;
+                Some(msg) = inbox.recv() => self.on_inbox(msg).await,
+                Some(msg) = mail.recv() => self.on_mail(msg).await,
+                Some(fired) = self.timers.join_next(), if !self.timers.is_empty() => {
+                    if let Ok(message) = fired {
+                        self.on_info(message).await;
+                    }
+                }
+            }
+            self.drive().await;
+        }
+        let reason = self.exit.take().unwrap_or(ExitReason::Normal);
+        self.terminate(&reason, &mut inbox, &mut mail).await;
+        reason
+    }
+
+    fn fail(&mut self, reason: ExitReason) {
+        if self.exit.is_none() {
+            if reason.is_failure() {
+                tracing::error!(stage = %self.name, %reason, "stage failed");
+            }
+            self.exit = Some(reason);
+        }
+    }
+
+    /// Applies what a callback asked for in its context.
+    fn apply_commands(&mut self) {
+        for command in std::mem::take(&mut self.ctx.commands) {
+            match command {
+                Command::Ask(sub, demand) => {
+                    if let Some(up) = self.upstream.get_mut(&sub) {
+                        up.demand.asked(demand);
+                        up.link.ask(sub, demand);
+                    }
+                }
+                Command::Cancel(sub) => {
+                    if let Some(up) = self.upstream.remove(&sub) {
+                        up.link.cancel(sub, ExitReason::Normal);
+                    }
+                }
+                Command::SetDemandMode(mode) => self.ctx.demand_mode = mode,
+                Command::Finish => match B::KIND {
+                    Kind::Consumer => self.fail(ExitReason::Normal),
+                    _ => {
+                        if !self.finish_queued {
+                            self.finish_queued = true;
+                            self.buffer.push_marker(Marker::Finish);
+                        }
+                    }
+                },
+                Command::Stop(reason) => self.fail(reason),
+            }
+        }
+        for (delay, message) in std::mem::take(&mut self.ctx.timers) {
+            self.timers.spawn(async move {
+                tokio::time::sleep(delay).await;
+                message
+            });
+        }
+    }
+
+    /// Applies a callback's result: commands, then its events or its failure.
+    fn settle(&mut self, result: Result<Vec<B::Out>, ExitReason>) {
+        self.apply_commands();
+        match result {
+            Ok(events) => self.emit(events),
+            Err(reason) => self.fail(reason),
+        }
+    }
+
+    /// Dispatches emitted events, buffering what consumers have no demand for.
+    fn emit(&mut self, mut events: Vec<B::Out>) {
+        if events.is_empty() {
+            return;
+        }
+        if self.ctx.demand_mode == DemandMode::Accumulate || self.buffer.len() > 0 {
+            self.push_buffer(events);
+            return;
+        }
+        let before = events.len();
+        let more = self.dispatcher.dispatch(&mut events);
+        let sent = before - events.len();
+        if B::KIND == Kind::ProducerConsumer {
+            self.owed = self.owed.saturating_sub(sent);
+        }
+        self.owed += more;
+        self.push_buffer(events);
+    }
+
+    fn push_buffer(&mut self, events: Vec<B::Out>) {
+        if events.is_empty() {
+            return;
+        }
+        let discarded = self.buffer.push(events);
+        if discarded > 0 {
+            let buffered = self.buffer.len();
+            if self.behaviour.discarded(discarded, buffered) {
+                tracing::warn!(stage = %self.name, discarded, buffered, "producer buffer full, events discarded");
+            }
+        }
+    }
+
+    /// Serves owed demand from the buffer; true if anything changed.
+    fn serve_buffer(&mut self) -> bool {
+        if self.ctx.demand_mode == DemandMode::Accumulate
+            || self.owed == 0
+            || self.buffer.len() == 0
+        {
+            return false;
+        }
+        let mut events = self.buffer.take(self.owed);
+        let before = events.len();
+        let more = self.dispatcher.dispatch(&mut events);
+        let sent = before - events.len();
+        self.buffer.restore_front(events);
+        self.owed = self.owed - sent.min(self.owed) + more;
+        sent > 0 || more > 0
+    }
+
+    async fn drive(&mut self) {
+        while self.exit.is_none() {
+            let served = self.serve_buffer();
+            let mut markers = self.buffer.due_markers();
+            if !markers.is_empty() {
+                for marker in markers.drain(..) {
+                    match marker {
+                        Marker::Info(message) => self.on_info(message).await,
+                        Marker::Finish => {
+                            let reason = self.finishing.take().unwrap_or(ExitReason::Normal);
+                            self.fail(reason);
+                        }
+                    }
+                }
+                continue;
+            }
+            if served {
+                continue;
+            }
+            let forwarding = self.ctx.demand_mode == DemandMode::Forward;
+            match B::KIND {
+                Kind::Producer if forwarding && self.owed > 0 && self.buffer.len() == 0 => {
+                    let demand = std::mem::take(&mut self.owed);
+                    let result = guard(
+                        "handle_demand",
+                        self.behaviour.demand(demand, &mut self.ctx),
+                    )
+                    .await;
+                    self.settle(result);
+                }
+                Kind::ProducerConsumer
+                    if forwarding && self.owed > 0 && !self.queued.is_empty() =>
+                {
+                    self.handle_chunk().await;
+                }
+                Kind::Consumer if !self.queued.is_empty() => self.handle_chunk().await,
+                _ if self.check_finishing() => {}
+                _ => break,
+            }
+        }
+    }
+
+    /// Once an upstream finished and nothing is queued, stop after the buffer drains.
+    /// True if that queued a finish marker.
+    fn check_finishing(&mut self) -> bool {
+        if self.exit.is_some() || self.finishing.is_none() || !self.queued.is_empty() {
+            return false;
+        }
+        if B::KIND == Kind::Consumer || self.downstream.is_empty() {
+            if self.buffer.len() > 0 {
+                tracing::warn!(stage = %self.name, discarded = self.buffer.len(), "stopping with no consumers, buffered events discarded");
+            }
+            let reason = self.finishing.take().unwrap_or(ExitReason::Normal);
+            self.fail(reason);
+            false
+        } else if !self.finish_queued {
+            self.finish_queued = true;
+            self.buffer.push_marker(Marker::Finish);
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn handle_chunk(&mut self) {
+        let Some((sub, chunk)) = self.queued.pop_front() else {
+            return;
+        };
+        let result = guard(
+            "handle_events",
+            self.behaviour.events(chunk.events, sub, &mut self.ctx),
+        )
+        .await;
+        self.settle(result);
+        if chunk.ask_after > 0 {
+            if let Some(up) = self.upstream.get(&sub) {
+                up.link.ask(sub, chunk.ask_after);
+            }
+        }
+    }
+
+    async fn on_info(&mut self, message: B::Message) {
+        let result = guard("handle_info", self.behaviour.info(message, &mut self.ctx)).await;
+        self.settle(result);
+    }
+
+    async fn on_mail(&mut self, mail: Mail<B::Message>) {
+        match mail {
+            Mail::Info(message) => self.on_info(message).await,
+            Mail::InfoAfterEvents(message, ack) => {
+                if B::KIND == Kind::Consumer {
+                    self.on_info(message).await;
+                } else {
+                    self.buffer.push_marker(Marker::Info(message));
+                }
+                if let Some(ack) = ack {
+                    let _caller_gone = ack.send(());
+                }
+            }
+            Mail::Stop(reason) => self.fail(reason),
+            Mail::SetDemandMode(mode) => self.ctx.demand_mode = mode,
+            Mail::GetDemandMode(reply) => {
+                let _caller_gone = reply.send(self.ctx.demand_mode);
+            }
+            Mail::EstimateBuffered(reply) => {
+                let _caller_gone = reply.send(self.buffer.len() + self.dispatcher.buffered());
+            }
+        }
+    }
+
+    async fn on_inbox(&mut self, msg: Inbox<B::In, B::Out>) {
+        match msg {
+            Inbox::Events { sub, events } => {
+                let Some(up) = self.upstream.get_mut(&sub) else {
+                    return;
+                };
+                let (chunks, excess) = up.demand.receive(events);
+                if excess > 0 {
+                    tracing::error!(stage = %self.name, %sub, excess, "received more events than asked for");
+                }
+                self.queued.extend(chunks.into_iter().map(|c| (sub, c)));
+            }
+            Inbox::UpstreamDown { sub, reason } => {
+                if let Some(up) = self.upstream.remove(&sub) {
+                    self.upstream_down(sub, up.cancel, reason).await;
+                }
+            }
+            Inbox::Subscribe(request) => self.on_subscribe(request).await,
+            Inbox::Ask { sub, demand } => {
+                if self.downstream.contains_key(&sub) {
+                    self.owed += self.dispatcher.ask(sub, demand);
+                }
+            }
+            Inbox::DownstreamCancel { sub, reason } => {
+                if self.downstream.remove(&sub).is_some() {
+                    self.owed += self.dispatcher.cancel(sub);
+                    let result = guard(
+                        "handle_cancel",
+                        self.behaviour
+                            .cancel(Peer::Consumer(sub), &reason, &mut self.ctx),
+                    )
+                    .await;
+                    self.settle(result);
+                }
+            }
+            Inbox::SubscribeTo {
+                sub,
+                producer,
+                options,
+                reply,
+            } => {
+                self.subscribe_to(sub, producer, options, reply).await;
+            }
+            Inbox::CancelUpstream { sub, reason } => {
+                if let Some(up) = self.upstream.remove(&sub) {
+                    up.link.cancel(sub, reason.clone());
+                    let result = guard(
+                        "handle_cancel",
+                        self.behaviour
+                            .cancel(Peer::Producer(sub), &reason, &mut self.ctx),
+                    )
+                    .await;
+                    self.settle(result);
+                }
+            }
+        }
+    }
+
+    /// A subscription to a producer ended: tell the callback, then stop per the cancel mode.
+    async fn upstream_down(&mut self, sub: SubscriptionId, cancel: CancelMode, reason: ExitReason) {
+        let result = guard(
+            "handle_cancel",
+            self.behaviour
+                .cancel(Peer::Producer(sub), &reason, &mut self.ctx),
+        )
+        .await;
+        self.settle(result);
+        if cancel.stops_on(&reason) {
+            if reason.is_failure() {
+                self.fail(reason);
+            } else {
+                self.finishing.get_or_insert(reason);
+            }
+        }
+    }
+
+    async fn on_subscribe(&mut self, request: SubscribeRequest<B::Out>) {
+        let SubscribeRequest {
+            sub,
+            consumer,
+            link,
+            max_demand,
+            partition,
+            selector,
+            reply,
+        } = request;
+        let downstream = Downstream {
+            id: sub,
+            consumer,
+            link,
+            max_demand,
+            partition,
+            selector,
+        };
+        let accepted = if B::KIND == Kind::Consumer {
+            Err(Error::invalid(
+                "subscribe_to",
+                self.name.as_ref(),
+                "is a consumer, not a producer",
+            ))
+        } else {
+            self.dispatcher.subscribe(downstream.clone())
+        };
+        match accepted {
+            Ok(more) => {
+                self.downstream.insert(sub, downstream);
+                if let Some(reply) = reply {
+                    let _caller_gone = reply.send(Ok(sub));
+                }
+                self.owed += more;
+                let result = guard(
+                    "handle_subscribe",
+                    self.behaviour.subscribe(Peer::Consumer(sub), &mut self.ctx),
+                )
+                .await
+                .map(|_| Vec::new());
+                self.settle(result);
+            }
+            Err(error) => {
+                tracing::warn!(stage = %self.name, %sub, %error, "subscription refused");
+                if let Some(reply) = reply {
+                    let _caller_gone = reply.send(Err(error.clone()));
+                }
+                downstream.link.down(sub, error.into());
+            }
+        }
+    }
+
+    async fn subscribe_to(
+        &mut self,
+        sub: SubscriptionId,
+        producer: Arc<dyn ProducerLink<B::In>>,
+        options: SubscribeOptions<B::In>,
+        reply: Option<SubscribeReply>,
+    ) {
+        if let Err(error) = options.validate() {
+            if let Some(reply) = reply {
+                let _caller_gone = reply.send(Err(error));
+            }
+            return;
+        }
+        let (max, min) = options.demand();
+        let mut demand = DemandState::new(max, min);
+        let mode = guard(
+            "handle_subscribe",
+            self.behaviour.subscribe(Peer::Producer(sub), &mut self.ctx),
+        )
+        .await;
+        let mode = match mode {
+            Ok(mode) => mode,
+            Err(reason) => {
+                if let Some(reply) = reply {
+                    let _caller_gone = reply.send(Err(Error::Exited(reason.clone())));
+                }
+                self.settle(Err(reason));
+                return;
+            }
+        };
+        demand.set_manual(mode == AskMode::Manual);
+        let request = SubscribeRequest {
+            sub,
+            consumer: self.id,
+            link: Arc::new(self.inbox_tx.clone()),
+            max_demand: max,
+            partition: options.partition,
+            selector: options.selector,
+            reply,
+        };
+        match producer.subscribe(request) {
+            Ok(()) => {
+                if !demand.is_manual() {
+                    producer.ask(sub, demand.initial_ask());
+                }
+                self.upstream.insert(
+                    sub,
+                    Upstream {
+                        link: producer,
+                        demand,
+                        cancel: options.cancel,
+                    },
+                );
+                self.apply_commands();
+            }
+            Err(request) => {
+                if let Some(reply) = request.reply {
+                    let _caller_gone = reply.send(Err(Error::StageStopped));
+                }
+                self.apply_commands();
+                self.upstream_down(sub, options.cancel, Error::StageStopped.into())
+                    .await;
+            }
+        }
+    }
+
+    async fn terminate(
+        &mut self,
+        reason: &ExitReason,
+        inbox: &mut mpsc::UnboundedReceiver<Inbox<B::In, B::Out>>,
+        mail: &mut mpsc::UnboundedReceiver<Mail<B::Message>>,
+    ) {
+        inbox.close();
+        mail.close();
+        // Whoever raced with our exit learns that we are gone.
+        while let Ok(msg) = inbox.try_recv() {
+            match msg {
+                Inbox::Subscribe(request) => {
+                    if let Some(reply) = request.reply {
+                        let _caller_gone = reply.send(Err(Error::StageStopped));
+                    }
+                    request.link.down(request.sub, reason.clone());
+                }
+                Inbox::SubscribeTo {
+                    reply: Some(reply), ..
+                } => {
+                    let _caller_gone = reply.send(Err(Error::StageStopped));
+                }
+                _ => {}
+            }
+        }
+        for (sub, downstream) in self.downstream.drain() {
+            downstream.link.down(sub, reason.clone());
+        }
+        for (sub, up) in self.upstream.drain() {
+            up.link.cancel(sub, reason.clone());
+        }
+        self.timers.abort_all();
+        if let Err(failure) = guard("terminate", self.behaviour.terminate(reason).map(Ok)).await {
+            tracing::error!(stage = %self.name, %failure, "terminate failed");
+        }
+    }
+}
+
+/// Used as `Out` of consumers and `In` of producers: they have no such events.
+pub(crate) type Never = Infallible;
