@@ -64,13 +64,7 @@ pub(crate) struct Buffer<T, M> {
 
 impl<T, M> Buffer<T, M> {
     pub(crate) fn new(size: BufferSize, keep: BufferKeep) -> Self {
-        Buffer {
-            events: VecDeque::new(),
-            markers: VecDeque::new(),
-            taken: 0,
-            size,
-            keep,
-        }
+        Buffer { events: VecDeque::new(), markers: VecDeque::new(), taken: 0, size, keep }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -127,11 +121,7 @@ impl<T, M> Buffer<T, M> {
     /// Removes the markers whose events have all left the buffer.
     pub(crate) fn due_markers(&mut self) -> Vec<Marker<M>> {
         let mut due = Vec::new();
-        while self
-            .markers
-            .front()
-            .is_some_and(|(pos, _)| *pos <= self.taken)
-        {
+        while self.markers.front().is_some_and(|(pos, _)| *pos <= self.taken) {
             if let Some((_, m)) = self.markers.pop_front() {
                 due.push(m);
             }
@@ -169,10 +159,7 @@ mod tests {
         assert_eq!(b.take(1), vec![1]);
         assert!(b.due_markers().is_empty());
         assert_eq!(b.take(1), vec![2]);
-        assert!(matches!(
-            b.due_markers().as_slice(),
-            [Marker::Info("after two")]
-        ));
+        assert!(matches!(b.due_markers().as_slice(), [Marker::Info("after two")]));
         assert_eq!(b.len(), 1);
     }
 

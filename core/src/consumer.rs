@@ -115,10 +115,7 @@ impl<T> Default for ConsumerOptions<T> {
 impl<T> ConsumerOptions<T> {
     /// No name, no subscriptions.
     pub fn new() -> Self {
-        ConsumerOptions {
-            name: None,
-            subscriptions: Vec::new(),
-        }
+        ConsumerOptions { name: None, subscriptions: Vec::new() }
     }
 
     /// The stage's name, used in logs.
@@ -128,13 +125,8 @@ impl<T> ConsumerOptions<T> {
     }
 
     /// Subscribes to `producer` when the stage starts.
-    pub fn subscribe_to(
-        mut self,
-        producer: &impl AsProducer<T>,
-        options: SubscribeOptions<T>,
-    ) -> Self {
-        self.subscriptions
-            .push((producer.as_producer().clone(), options));
+    pub fn subscribe_to(mut self, producer: &impl AsProducer<T>, options: SubscribeOptions<T>) -> Self {
+        self.subscriptions.push((producer.as_producer().clone(), options));
         self
     }
 }
@@ -179,16 +171,8 @@ pub fn start_consumer<C: Consumer>(
     options: ConsumerOptions<C::Event>,
 ) -> Result<ConsumerHandle<C::Event, C::Message>, Error> {
     let setup = ProducerOptions::<Never>::new().setup;
-    let spawned = runtime::spawn(
-        AsConsumerStage(consumer),
-        options.name,
-        setup,
-        options.subscriptions,
-    )?;
-    Ok(ConsumerHandle {
-        stage: spawned.stage,
-        consumer: ConsumerRef::new(Arc::new(spawned.inbox)),
-    })
+    let spawned = runtime::spawn(AsConsumerStage(consumer), options.name, setup, options.subscriptions)?;
+    Ok(ConsumerHandle { stage: spawned.stage, consumer: ConsumerRef::new(Arc::new(spawned.inbox)) })
 }
 
 struct AsConsumerStage<C>(C);
@@ -209,21 +193,14 @@ impl<C: Consumer> Behaviour for AsConsumerStage<C> {
         from: SubscriptionId,
         ctx: &mut Context<C::Message>,
     ) -> Emit<Never> {
-        self.0
-            .handle_events(events, from, ctx)
-            .await
-            .map(|()| Vec::new())
+        self.0.handle_events(events, from, ctx).await.map(|()| Vec::new())
     }
 
     async fn info(&mut self, message: C::Message, ctx: &mut Context<C::Message>) -> Emit<Never> {
         self.0.handle_info(message, ctx).await.map(|()| Vec::new())
     }
 
-    async fn subscribe(
-        &mut self,
-        peer: Peer,
-        ctx: &mut Context<C::Message>,
-    ) -> Result<AskMode, BoxError> {
+    async fn subscribe(&mut self, peer: Peer, ctx: &mut Context<C::Message>) -> Result<AskMode, BoxError> {
         match peer {
             Peer::Producer(sub) => self.0.handle_subscribe(sub, ctx).await,
             Peer::Consumer(_) => Ok(AskMode::Automatic),
@@ -237,11 +214,7 @@ impl<C: Consumer> Behaviour for AsConsumerStage<C> {
         ctx: &mut Context<C::Message>,
     ) -> Emit<Never> {
         match peer {
-            Peer::Producer(sub) => self
-                .0
-                .handle_cancel(sub, reason, ctx)
-                .await
-                .map(|()| Vec::new()),
+            Peer::Producer(sub) => self.0.handle_cancel(sub, reason, ctx).await.map(|()| Vec::new()),
             Peer::Consumer(_) => Ok(Vec::new()),
         }
     }

@@ -41,12 +41,7 @@ pub(crate) struct DemandState {
 
 impl DemandState {
     pub(crate) fn new(max: usize, min: usize) -> Self {
-        DemandState {
-            max,
-            min,
-            outstanding: 0,
-            manual: false,
-        }
+        DemandState { max, min, outstanding: 0, manual: false }
     }
 
     pub(crate) fn set_manual(&mut self, manual: bool) {
@@ -74,13 +69,7 @@ impl DemandState {
         if self.manual {
             let excess = events.len().saturating_sub(self.outstanding);
             self.outstanding = self.outstanding.saturating_sub(events.len());
-            return (
-                vec![Chunk {
-                    events,
-                    ask_after: 0,
-                }],
-                excess,
-            );
+            return (vec![Chunk { events, ask_after: 0 }], excess);
         }
         let step = (self.max - self.min).max(1);
         let mut chunks = Vec::with_capacity(events.len().div_ceil(step));
@@ -88,11 +77,7 @@ impl DemandState {
         let mut old = self.outstanding;
         let mut new = self.outstanding;
         while !events.is_empty() {
-            let rest = if events.len() > step {
-                events.split_off(step)
-            } else {
-                Vec::new()
-            };
+            let rest = if events.len() > step { events.split_off(step) } else { Vec::new() };
             let batch = std::mem::replace(&mut events, rest);
             let mut size = batch.len();
             if size > old {
@@ -110,10 +95,7 @@ impl DemandState {
                 new = remaining;
                 0
             };
-            chunks.push(Chunk {
-                events: batch,
-                ask_after,
-            });
+            chunks.push(Chunk { events: batch, ask_after });
         }
         self.outstanding = new;
         (chunks, excess)
@@ -141,10 +123,7 @@ mod tests {
         let mut d = DemandState::new(10, 5);
         d.initial_ask();
         let (chunks, _) = d.receive((0..10).collect::<Vec<u32>>());
-        let sizes: Vec<_> = chunks
-            .iter()
-            .map(|c| (c.events.len(), c.ask_after))
-            .collect();
+        let sizes: Vec<_> = chunks.iter().map(|c| (c.events.len(), c.ask_after)).collect();
         assert_eq!(sizes, vec![(5, 5), (5, 5)]);
     }
 

@@ -89,16 +89,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn invalid(
-        option: &'static str,
-        value: impl fmt::Display,
-        rule: impl Into<String>,
-    ) -> Self {
-        Error::InvalidOption {
-            option,
-            value: value.to_string(),
-            rule: rule.into(),
-        }
+    pub(crate) fn invalid(option: &'static str, value: impl fmt::Display, rule: impl Into<String>) -> Self {
+        Error::InvalidOption { option, value: value.to_string(), rule: rule.into() }
     }
 }
 

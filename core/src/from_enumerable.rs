@@ -46,9 +46,7 @@ where
     I::IntoIter: Send + 'static,
     I::Item: Send + 'static,
 {
-    FromEnumerable {
-        iter: items.into_iter().peekable(),
-    }
+    FromEnumerable { iter: items.into_iter().peekable() }
 }
 
 impl<I> Producer for FromEnumerable<I>
@@ -59,11 +57,7 @@ where
     type Event = I::Item;
     type Message = ();
 
-    async fn handle_demand(
-        &mut self,
-        demand: usize,
-        ctx: &mut Context,
-    ) -> Result<Vec<I::Item>, BoxError> {
+    async fn handle_demand(&mut self, demand: usize, ctx: &mut Context) -> Result<Vec<I::Item>, BoxError> {
         let events: Vec<I::Item> = self.iter.by_ref().take(demand).collect();
         if self.iter.peek().is_none() {
             ctx.finish();
@@ -112,11 +106,7 @@ where
     S: Stream + Send + 'static,
     S::Item: Send + 'static,
 {
-    FromStream {
-        stream: Some(stream),
-        wants: None,
-        feeder: None,
-    }
+    FromStream { stream: Some(stream), wants: None, feeder: None }
 }
 
 impl<S: Stream> Drop for FromStream<S> {
@@ -143,9 +133,7 @@ where
         if let Some(stream) = self.stream.take() {
             let (tx, rx) = mpsc::unbounded_channel();
             let me = ctx.me().clone();
-            let task = tokio::spawn(feed(Box::pin(stream), rx, move |fed| {
-                me.cast(StreamFed(fed)).is_ok()
-            }));
+            let task = tokio::spawn(feed(Box::pin(stream), rx, move |fed| me.cast(StreamFed(fed)).is_ok()));
             self.feeder = Some(task.abort_handle());
             self.wants = Some(tx);
         }

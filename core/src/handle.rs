@@ -20,9 +20,7 @@ pub struct ProducerRef<T> {
 
 impl<T> Clone for ProducerRef<T> {
     fn clone(&self) -> Self {
-        ProducerRef {
-            link: self.link.clone(),
-        }
+        ProducerRef { link: self.link.clone() }
     }
 }
 
@@ -34,9 +32,7 @@ impl<T> std::fmt::Debug for ProducerRef<T> {
 
 impl<T> ProducerRef<T> {
     pub(crate) fn new(link: Arc<dyn ProducerLink<T>>) -> Self {
-        ProducerRef {
-            link: Slot::new(link),
-        }
+        ProducerRef { link: Slot::new(link) }
     }
 
     pub(crate) fn link(&self) -> Arc<dyn ProducerLink<T>> {
@@ -67,9 +63,7 @@ pub struct ConsumerRef<T> {
 
 impl<T> Clone for ConsumerRef<T> {
     fn clone(&self) -> Self {
-        ConsumerRef {
-            link: self.link.clone(),
-        }
+        ConsumerRef { link: self.link.clone() }
     }
 }
 
@@ -81,9 +75,7 @@ impl<T> std::fmt::Debug for ConsumerRef<T> {
 
 impl<T: Send + 'static> ConsumerRef<T> {
     pub(crate) fn new(link: Arc<dyn SubscribeLink<T>>) -> Self {
-        ConsumerRef {
-            link: Slot::new(link),
-        }
+        ConsumerRef { link: Slot::new(link) }
     }
 
     pub(crate) fn rebind(&self, to: &ConsumerRef<T>) {
@@ -106,11 +98,7 @@ impl<T: Send + 'static> ConsumerRef<T> {
         options.validate()?;
         let (tx, rx) = oneshot::channel();
         let sub = SubscriptionId::new();
-        if !self
-            .link
-            .get()
-            .subscribe_to(sub, producer.as_producer().link(), options, Some(tx))
-        {
+        if !self.link.get().subscribe_to(sub, producer.as_producer().link(), options, Some(tx)) {
             return Err(Error::StageStopped);
         }
         rx.await.map_err(|_| Error::StageStopped)?
@@ -129,11 +117,7 @@ impl<T: Send + 'static> ConsumerRef<T> {
     ) -> Result<SubscriptionId, Error> {
         options.validate()?;
         let sub = SubscriptionId::new();
-        if !self
-            .link
-            .get()
-            .subscribe_to(sub, producer.as_producer().link(), options, None)
-        {
+        if !self.link.get().subscribe_to(sub, producer.as_producer().link(), options, None) {
             return Err(Error::StageStopped);
         }
         Ok(sub)
@@ -196,10 +180,7 @@ handle_common!(ConsumerHandle<T>);
 
 impl<T, M> Clone for ProducerHandle<T, M> {
     fn clone(&self) -> Self {
-        ProducerHandle {
-            stage: self.stage.clone(),
-            producer: self.producer.clone(),
-        }
+        ProducerHandle { stage: self.stage.clone(), producer: self.producer.clone() }
     }
 }
 
@@ -234,10 +215,7 @@ impl<I, O, M> ProducerConsumerHandle<I, O, M> {
 
 impl<T, M> Clone for ConsumerHandle<T, M> {
     fn clone(&self) -> Self {
-        ConsumerHandle {
-            stage: self.stage.clone(),
-            consumer: self.consumer.clone(),
-        }
+        ConsumerHandle { stage: self.stage.clone(), consumer: self.consumer.clone() }
     }
 }
 

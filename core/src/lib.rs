@@ -40,6 +40,7 @@
 
 mod buffer;
 mod consumer;
+mod consumer_supervisor;
 mod demand;
 pub mod dispatcher;
 mod error;
@@ -52,9 +53,11 @@ mod protocol;
 mod runtime;
 mod stage;
 mod subscription;
+mod supervisor;
 
 pub use buffer::{BufferKeep, BufferSize};
 pub use consumer::{start_consumer, Consumer, ConsumerOptions};
+pub use consumer_supervisor::{start_consumer_supervisor, ConsumerSupervisorOptions, WorkerDone};
 pub use demand::DemandMode;
 pub use error::{BoxError, Error, ExitReason};
 pub use from_enumerable::{from_enumerable, from_stream, FromEnumerable, FromStream, StreamFed};
@@ -69,3 +72,4 @@ pub use stage::{Context, Reply, StageRef};
 pub use subscription::{
     AskMode, CancelMode, PartitionKey, Selector, StageId, SubscribeOptions, SubscriptionId,
 };
+pub use supervisor::{Restart, Strategy, Supervisor, SupervisorHandle};

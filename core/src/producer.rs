@@ -191,12 +191,7 @@ pub fn start_producer<P: Producer>(
     producer: P,
     options: ProducerOptions<P::Event>,
 ) -> Result<ProducerHandle<P::Event, P::Message>, Error> {
-    let spawned = runtime::spawn(
-        AsProducerStage(producer),
-        options.name,
-        options.setup,
-        Vec::new(),
-    )?;
+    let spawned = runtime::spawn(AsProducerStage(producer), options.name, options.setup, Vec::new())?;
     Ok(ProducerHandle {
         stage: spawned.stage,
         producer: ProducerRef::new(std::sync::Arc::new(spawned.inbox)),
@@ -236,11 +231,7 @@ impl<P: Producer> Behaviour for AsProducerStage<P> {
         self.0.handle_info(message, ctx)
     }
 
-    async fn subscribe(
-        &mut self,
-        peer: Peer,
-        ctx: &mut Context<P::Message>,
-    ) -> Result<AskMode, BoxError> {
+    async fn subscribe(&mut self, peer: Peer, ctx: &mut Context<P::Message>) -> Result<AskMode, BoxError> {
         if let Peer::Consumer(sub) = peer {
             self.0.handle_subscribe(sub, ctx).await?;
         }

@@ -161,13 +161,8 @@ impl<I, O> ProducerConsumerOptions<I, O> {
     }
 
     /// Subscribes to `producer` when the stage starts.
-    pub fn subscribe_to(
-        mut self,
-        producer: &impl AsProducer<I>,
-        options: SubscribeOptions<I>,
-    ) -> Self {
-        self.subscriptions
-            .push((producer.as_producer().clone(), options));
+    pub fn subscribe_to(mut self, producer: &impl AsProducer<I>, options: SubscribeOptions<I>) -> Self {
+        self.subscriptions.push((producer.as_producer().clone(), options));
         self
     }
 }
@@ -209,12 +204,7 @@ pub fn start_producer_consumer<S: ProducerConsumer>(
     options: ProducerConsumerOptions<S::In, S::Out>,
 ) -> Result<ProducerConsumerHandle<S::In, S::Out, S::Message>, Error> {
     let ProducerOptions { name, setup } = options.producer;
-    let spawned = runtime::spawn(
-        AsProducerConsumerStage(stage),
-        name,
-        setup,
-        options.subscriptions,
-    )?;
+    let spawned = runtime::spawn(AsProducerConsumerStage(stage), name, setup, options.subscriptions)?;
     let inbox = Arc::new(spawned.inbox);
     Ok(ProducerConsumerHandle {
         stage: spawned.stage,

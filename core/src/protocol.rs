@@ -17,24 +17,15 @@ pub(crate) type SubscribeReply = oneshot::Sender<Result<SubscriptionId, Error>>;
 /// What a stage's protocol inbox receives. `In` are the events it consumes, `Out` those it produces.
 pub(crate) enum Inbox<In, Out> {
     /// Events from an upstream producer.
-    Events {
-        sub: SubscriptionId,
-        events: Vec<In>,
-    },
+    Events { sub: SubscriptionId, events: Vec<In> },
     /// An upstream producer ended the subscription.
-    UpstreamDown {
-        sub: SubscriptionId,
-        reason: ExitReason,
-    },
+    UpstreamDown { sub: SubscriptionId, reason: ExitReason },
     /// A consumer subscribes to this stage.
     Subscribe(SubscribeRequest<Out>),
     /// A consumer asks for more events.
     Ask { sub: SubscriptionId, demand: usize },
     /// A consumer cancels its subscription.
-    DownstreamCancel {
-        sub: SubscriptionId,
-        reason: ExitReason,
-    },
+    DownstreamCancel { sub: SubscriptionId, reason: ExitReason },
     /// Subscribe this stage to a producer (a runtime subscription).
     SubscribeTo {
         sub: SubscriptionId,
@@ -43,10 +34,7 @@ pub(crate) enum Inbox<In, Out> {
         reply: Option<SubscribeReply>,
     },
     /// Cancel one of this stage's upstream subscriptions.
-    CancelUpstream {
-        sub: SubscriptionId,
-        reason: ExitReason,
-    },
+    CancelUpstream { sub: SubscriptionId, reason: ExitReason },
 }
 
 /// A consumer's request to subscribe, as the producer receives it.
@@ -90,9 +78,7 @@ pub(crate) trait SubscribeLink<T>: Send + Sync {
     fn cancel(&self, sub: SubscriptionId, reason: ExitReason) -> bool;
 }
 
-impl<In: Send + 'static, Out: Send + 'static> ProducerLink<Out>
-    for mpsc::UnboundedSender<Inbox<In, Out>>
-{
+impl<In: Send + 'static, Out: Send + 'static> ProducerLink<Out> for mpsc::UnboundedSender<Inbox<In, Out>> {
     fn subscribe(&self, request: SubscribeRequest<Out>) -> Result<(), Box<SubscribeRequest<Out>>> {
         self.send(Inbox::Subscribe(request)).map_err(|e| match e.0 {
             Inbox::Subscribe(r) => Box::new(r),
@@ -109,15 +95,12 @@ impl<In: Send + 'static, Out: Send + 'static> ProducerLink<Out>
     }
 }
 
-impl<In: Send + 'static, Out: Send + 'static> ConsumerLink<In>
-    for mpsc::UnboundedSender<Inbox<In, Out>>
-{
+impl<In: Send + 'static, Out: Send + 'static> ConsumerLink<In> for mpsc::UnboundedSender<Inbox<In, Out>> {
     fn events(&self, sub: SubscriptionId, events: Vec<In>) -> Result<(), Vec<In>> {
-        self.send(Inbox::Events { sub, events })
-            .map_err(|e| match e.0 {
-                Inbox::Events { events, .. } => events,
-                _ => unreachable!("sent an events message"),
-            })
+        self.send(Inbox::Events { sub, events }).map_err(|e| match e.0 {
+            Inbox::Events { events, .. } => events,
+            _ => unreachable!("sent an events message"),
+        })
     }
 
     fn down(&self, sub: SubscriptionId, reason: ExitReason) {
@@ -125,9 +108,7 @@ impl<In: Send + 'static, Out: Send + 'static> ConsumerLink<In>
     }
 }
 
-impl<In: Send + 'static, Out: Send + 'static> SubscribeLink<In>
-    for mpsc::UnboundedSender<Inbox<In, Out>>
-{
+impl<In: Send + 'static, Out: Send + 'static> SubscribeLink<In> for mpsc::UnboundedSender<Inbox<In, Out>> {
     fn subscribe_to(
         &self,
         sub: SubscriptionId,
@@ -135,13 +116,7 @@ impl<In: Send + 'static, Out: Send + 'static> SubscribeLink<In>
         options: SubscribeOptions<In>,
         reply: Option<SubscribeReply>,
     ) -> bool {
-        self.send(Inbox::SubscribeTo {
-            sub,
-            producer,
-            options,
-            reply,
-        })
-        .is_ok()
+        self.send(Inbox::SubscribeTo { sub, producer, options, reply }).is_ok()
     }
 
     fn cancel(&self, sub: SubscriptionId, reason: ExitReason) -> bool {

@@ -77,6 +77,10 @@ pub(crate) trait Behaviour: Send + 'static {
         ctx: &mut Context<Self::Message>,
     ) -> impl Future<Output = Emit<Self::Out>> + Send;
     fn discarded(&mut self, discarded: usize, buffered: usize) -> bool;
+    /// Work still in flight outside the runtime's queues: a finishing stage waits for it.
+    fn busy(&self) -> bool {
+        false
+    }
     fn terminate(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send;
 }
 
@@ -124,18 +128,13 @@ pub(crate) fn spawn<B: Behaviour>(
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     let (mail_tx, mail_rx) = mpsc::unbounded_channel();
     let (exit_tx, exit_rx) = watch::channel(None);
-    let stage = StageRef::new(StageLink {
-        id,
-        mail: mail_tx,
-        exit: exit_rx,
-    });
-    let name: Arc<str> = name
-        .map(Into::into)
-        .unwrap_or_else(|| id.to_string().into());
+    let stage = StageRef::new(StageLink { id, mail: mail_tx, exit: exit_rx });
+    let name: Arc<str> = name.map(Into::into).unwrap_or_else(|| id.to_string().into());
     let runtime = Runtime {
         behaviour,
         ctx: Context {
             me: stage.clone(),
+            subscriptions: HashMap::new(),
             name: name.clone(),
             commands: Vec::new(),
             timers: Vec::new(),
@@ -147,9 +146,7 @@ pub(crate) fn spawn<B: Behaviour>(
         upstream: HashMap::new(),
         queued: VecDeque::new(),
         downstream: HashMap::new(),
-        dispatcher: producer
-            .dispatcher
-            .unwrap_or_else(|| Box::new(DemandDispatcher::new())),
+        dispatcher: producer.dispatcher.unwrap_or_else(|| Box::new(DemandDispatcher::new())),
         buffer: Buffer::new(producer.buffer_size, producer.buffer_keep),
         owed: 0,
         finishing: None,
@@ -162,10 +159,7 @@ pub(crate) fn spawn<B: Behaviour>(
         let reason = runtime.run(inbox_rx, mail_rx, subscriptions).await;
         guard.set(reason);
     });
-    Ok(Spawned {
-        stage,
-        inbox: inbox_tx,
-    })
+    Ok(Spawned { stage, inbox: inbox_tx })
 }
 
 /// Publishes the exit reason, also when the task is aborted.
@@ -221,11 +215,7 @@ async fn guard<T>(
 ) -> Result<T, ExitReason> {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(source)) => Err(Error::Callback {
-            callback,
-            source: Arc::from(source),
-        }
-        .into()),
+        Ok(Err(source)) => Err(Error::Callback { callback, source: Arc::from(source) }.into()),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()
@@ -245,8 +235,7 @@ impl<B: Behaviour> Runtime<B> {
         subscriptions: Subscriptions<B::In>,
     ) -> ExitReason {
         for (producer, options) in subscriptions {
-            self.subscribe_to(SubscriptionId::new(), producer.link(), options, None)
-                .await;
+            self.subscribe_to(SubscriptionId::new(), producer.link(), options, None).await;
         }
         self.drive().await;
         while self.exit.is_none() {
@@ -287,6 +276,7 @@ impl<B: Behaviour> Runtime<B> {
                     }
                 }
                 Command::Cancel(sub) => {
+                    self.ctx.subscriptions.remove(&sub);
                     if let Some(up) = self.upstream.remove(&sub) {
                         up.link.cancel(sub, ExitReason::Normal);
                     }
@@ -355,10 +345,7 @@ impl<B: Behaviour> Runtime<B> {
 
     /// Serves owed demand from the buffer; true if anything changed.
     fn serve_buffer(&mut self) -> bool {
-        if self.ctx.demand_mode == DemandMode::Accumulate
-            || self.owed == 0
-            || self.buffer.len() == 0
-        {
+        if self.ctx.demand_mode == DemandMode::Accumulate || self.owed == 0 || self.buffer.len() == 0 {
             return false;
         }
         let mut events = self.buffer.take(self.owed);
@@ -393,16 +380,10 @@ impl<B: Behaviour> Runtime<B> {
             match B::KIND {
                 Kind::Producer if forwarding && self.owed > 0 && self.buffer.len() == 0 => {
                     let demand = std::mem::take(&mut self.owed);
-                    let result = guard(
-                        "handle_demand",
-                        self.behaviour.demand(demand, &mut self.ctx),
-                    )
-                    .await;
+                    let result = guard("handle_demand", self.behaviour.demand(demand, &mut self.ctx)).await;
                     self.settle(result);
                 }
-                Kind::ProducerConsumer
-                    if forwarding && self.owed > 0 && !self.queued.is_empty() =>
-                {
+                Kind::ProducerConsumer if forwarding && self.owed > 0 && !self.queued.is_empty() => {
                     self.handle_chunk().await;
                 }
                 Kind::Consumer if !self.queued.is_empty() => self.handle_chunk().await,
@@ -415,7 +396,8 @@ impl<B: Behaviour> Runtime<B> {
     /// Once an upstream finished and nothing is queued, stop after the buffer drains.
     /// True if that queued a finish marker.
     fn check_finishing(&mut self) -> bool {
-        if self.exit.is_some() || self.finishing.is_none() || !self.queued.is_empty() {
+        if self.exit.is_some() || self.finishing.is_none() || !self.queued.is_empty() || self.behaviour.busy()
+        {
             return false;
         }
         if B::KIND == Kind::Consumer || self.downstream.is_empty() {
@@ -438,11 +420,7 @@ impl<B: Behaviour> Runtime<B> {
         let Some((sub, chunk)) = self.queued.pop_front() else {
             return;
         };
-        let result = guard(
-            "handle_events",
-            self.behaviour.events(chunk.events, sub, &mut self.ctx),
-        )
-        .await;
+        let result = guard("handle_events", self.behaviour.events(chunk.events, sub, &mut self.ctx)).await;
         self.settle(result);
         if chunk.ask_after > 0 {
             if let Some(up) = self.upstream.get(&sub) {
@@ -508,19 +486,13 @@ impl<B: Behaviour> Runtime<B> {
                     self.owed += self.dispatcher.cancel(sub);
                     let result = guard(
                         "handle_cancel",
-                        self.behaviour
-                            .cancel(Peer::Consumer(sub), &reason, &mut self.ctx),
+                        self.behaviour.cancel(Peer::Consumer(sub), &reason, &mut self.ctx),
                     )
                     .await;
                     self.settle(result);
                 }
             }
-            Inbox::SubscribeTo {
-                sub,
-                producer,
-                options,
-                reply,
-            } => {
+            Inbox::SubscribeTo { sub, producer, options, reply } => {
                 self.subscribe_to(sub, producer, options, reply).await;
             }
             Inbox::CancelUpstream { sub, reason } => {
@@ -528,11 +500,11 @@ impl<B: Behaviour> Runtime<B> {
                     up.link.cancel(sub, reason.clone());
                     let result = guard(
                         "handle_cancel",
-                        self.behaviour
-                            .cancel(Peer::Producer(sub), &reason, &mut self.ctx),
+                        self.behaviour.cancel(Peer::Producer(sub), &reason, &mut self.ctx),
                     )
                     .await;
                     self.settle(result);
+                    self.ctx.subscriptions.remove(&sub);
                 }
             }
         }
@@ -540,13 +512,10 @@ impl<B: Behaviour> Runtime<B> {
 
     /// A subscription to a producer ended: tell the callback, then stop per the cancel mode.
     async fn upstream_down(&mut self, sub: SubscriptionId, cancel: CancelMode, reason: ExitReason) {
-        let result = guard(
-            "handle_cancel",
-            self.behaviour
-                .cancel(Peer::Producer(sub), &reason, &mut self.ctx),
-        )
-        .await;
+        let result =
+            guard("handle_cancel", self.behaviour.cancel(Peer::Producer(sub), &reason, &mut self.ctx)).await;
         self.settle(result);
+        self.ctx.subscriptions.remove(&sub);
         if cancel.stops_on(&reason) {
             if reason.is_failure() {
                 self.fail(reason);
@@ -557,29 +526,10 @@ impl<B: Behaviour> Runtime<B> {
     }
 
     async fn on_subscribe(&mut self, request: SubscribeRequest<B::Out>) {
-        let SubscribeRequest {
-            sub,
-            consumer,
-            link,
-            max_demand,
-            partition,
-            selector,
-            reply,
-        } = request;
-        let downstream = Downstream {
-            id: sub,
-            consumer,
-            link,
-            max_demand,
-            partition,
-            selector,
-        };
+        let SubscribeRequest { sub, consumer, link, max_demand, partition, selector, reply } = request;
+        let downstream = Downstream { id: sub, consumer, link, max_demand, partition, selector };
         let accepted = if B::KIND == Kind::Consumer {
-            Err(Error::invalid(
-                "subscribe_to",
-                self.name.as_ref(),
-                "is a consumer, not a producer",
-            ))
+            Err(Error::invalid("subscribe_to", self.name.as_ref(), "is a consumer, not a producer"))
         } else {
             self.dispatcher.subscribe(downstream.clone())
         };
@@ -590,12 +540,10 @@ impl<B: Behaviour> Runtime<B> {
                     let _caller_gone = reply.send(Ok(sub));
                 }
                 self.owed += more;
-                let result = guard(
-                    "handle_subscribe",
-                    self.behaviour.subscribe(Peer::Consumer(sub), &mut self.ctx),
-                )
-                .await
-                .map(|_| Vec::new());
+                let result =
+                    guard("handle_subscribe", self.behaviour.subscribe(Peer::Consumer(sub), &mut self.ctx))
+                        .await
+                        .map(|_| Vec::new());
                 self.settle(result);
             }
             Err(error) => {
@@ -623,14 +571,13 @@ impl<B: Behaviour> Runtime<B> {
         }
         let (max, min) = options.demand();
         let mut demand = DemandState::new(max, min);
-        let mode = guard(
-            "handle_subscribe",
-            self.behaviour.subscribe(Peer::Producer(sub), &mut self.ctx),
-        )
-        .await;
+        self.ctx.subscriptions.insert(sub, (max, min));
+        let mode =
+            guard("handle_subscribe", self.behaviour.subscribe(Peer::Producer(sub), &mut self.ctx)).await;
         let mode = match mode {
             Ok(mode) => mode,
             Err(reason) => {
+                self.ctx.subscriptions.remove(&sub);
                 if let Some(reply) = reply {
                     let _caller_gone = reply.send(Err(Error::Exited(reason.clone())));
                 }
@@ -653,14 +600,7 @@ impl<B: Behaviour> Runtime<B> {
                 if !demand.is_manual() {
                     producer.ask(sub, demand.initial_ask());
                 }
-                self.upstream.insert(
-                    sub,
-                    Upstream {
-                        link: producer,
-                        demand,
-                        cancel: options.cancel,
-                    },
-                );
+                self.upstream.insert(sub, Upstream { link: producer, demand, cancel: options.cancel });
                 self.apply_commands();
             }
             Err(request) => {
@@ -668,8 +608,7 @@ impl<B: Behaviour> Runtime<B> {
                     let _caller_gone = reply.send(Err(Error::StageStopped));
                 }
                 self.apply_commands();
-                self.upstream_down(sub, options.cancel, Error::StageStopped.into())
-                    .await;
+                self.upstream_down(sub, options.cancel, Error::StageStopped.into()).await;
             }
         }
     }
@@ -691,9 +630,7 @@ impl<B: Behaviour> Runtime<B> {
                     }
                     request.link.down(request.sub, reason.clone());
                 }
-                Inbox::SubscribeTo {
-                    reply: Some(reply), ..
-                } => {
+                Inbox::SubscribeTo { reply: Some(reply), .. } => {
                     let _caller_gone = reply.send(Err(Error::StageStopped));
                 }
                 _ => {}

@@ -19,17 +19,11 @@ impl<T: Clone> Slot<T> {
     }
 
     pub(crate) fn get(&self) -> T {
-        self.0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub(crate) fn set(&self, value: T) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
     }
 }
 
@@ -81,6 +75,8 @@ pub(crate) enum Command {
 /// ```
 pub struct Context<M = ()> {
     pub(crate) me: StageRef<M>,
+    /// `(max_demand, min_demand)` of each subscription to a producer.
+    pub(crate) subscriptions: std::collections::HashMap<SubscriptionId, (usize, usize)>,
     pub(crate) name: Arc<str>,
     pub(crate) commands: Vec<Command>,
     pub(crate) timers: Vec<(Duration, M)>,
@@ -94,6 +90,11 @@ impl<M> Context<M> {
         if demand > 0 {
             self.commands.push(Command::Ask(subscription, demand));
         }
+    }
+
+    /// The `(max_demand, min_demand)` of a subscription to a producer, while it lasts.
+    pub fn subscription_demand(&self, subscription: SubscriptionId) -> Option<(usize, usize)> {
+        self.subscriptions.get(&subscription).copied()
     }
 
     /// Cancels one of this stage's subscriptions to a producer. The stage keeps running
@@ -188,11 +189,7 @@ pub(crate) struct StageLink<M> {
 
 impl<M> Clone for StageLink<M> {
     fn clone(&self) -> Self {
-        StageLink {
-            id: self.id,
-            mail: self.mail.clone(),
-            exit: self.exit.clone(),
-        }
+        StageLink { id: self.id, mail: self.mail.clone(), exit: self.exit.clone() }
     }
 }
 
@@ -206,41 +203,34 @@ pub struct StageRef<M> {
 
 impl<M> Clone for StageRef<M> {
     fn clone(&self) -> Self {
-        StageRef {
-            link: self.link.clone(),
-        }
+        StageRef { link: self.link.clone() }
     }
 }
 
 impl<M> std::fmt::Debug for StageRef<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageRef")
-            .field("id", &self.link.get_id())
-            .finish()
+        f.debug_struct("StageRef").field("id", &self.link.get_id()).finish()
     }
 }
 
 impl<M> Slot<StageLink<M>> {
     fn get_id(&self) -> StageId {
-        self.0
-            .read()
-            .map(|l| l.id)
-            .unwrap_or_else(|p| p.into_inner().id)
+        self.0.read().map(|l| l.id).unwrap_or_else(|p| p.into_inner().id)
     }
 
     fn with<R>(&self, f: impl FnOnce(&StageLink<M>) -> R) -> R {
-        f(&self
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        f(&self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 
 impl<M: Send + 'static> StageRef<M> {
     pub(crate) fn new(link: StageLink<M>) -> Self {
-        StageRef {
-            link: Slot::new(link),
-        }
+        StageRef { link: Slot::new(link) }
+    }
+
+    /// A handle fixed on the instance running now, not following restarts.
+    pub(crate) fn pinned(&self) -> Self {
+        StageRef::new(self.link.get())
     }
 
     pub(crate) fn rebind(&self, to: &StageRef<M>) {
@@ -248,9 +238,7 @@ impl<M: Send + 'static> StageRef<M> {
     }
 
     fn mail(&self, mail: Mail<M>) -> Result<(), Error> {
-        self.link
-            .with(|l| l.mail.send(mail))
-            .map_err(|_| Error::StageStopped)
+        self.link.with(|l| l.mail.send(mail)).map_err(|_| Error::StageStopped)
     }
 
     /// The running instance's id.

@@ -271,10 +271,7 @@ impl<T> SubscribeOptions<T> {
 
     /// The effective `(max_demand, min_demand)`.
     pub fn demand(&self) -> (usize, usize) {
-        (
-            self.max_demand,
-            self.min_demand.unwrap_or(self.max_demand / 2),
-        )
+        (self.max_demand, self.min_demand.unwrap_or(self.max_demand / 2))
     }
 
     /// Checks the demand options.
@@ -288,11 +285,7 @@ impl<T> SubscribeOptions<T> {
             return Err(Error::invalid("max_demand", max, "must be greater than 0"));
         }
         if min >= max {
-            return Err(Error::invalid(
-                "min_demand",
-                min,
-                format!("must be less than max_demand ({max})"),
-            ));
+            return Err(Error::invalid("min_demand", min, format!("must be less than max_demand ({max})")));
         }
         Ok(())
     }

@@ -39,10 +39,7 @@ impl<T> Default for BroadcastDispatcher<T> {
 impl<T> BroadcastDispatcher<T> {
     /// A broadcast dispatcher.
     pub fn new() -> Self {
-        BroadcastDispatcher {
-            consumers: Vec::new(),
-            waiting: 0,
-        }
+        BroadcastDispatcher { consumers: Vec::new(), waiting: 0 }
     }
 
     /// Forwards whatever every consumer now has room for beyond what is already asked.
@@ -56,18 +53,10 @@ impl<T> BroadcastDispatcher<T> {
 
 impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
     fn subscribe(&mut self, consumer: Downstream<T>) -> Result<usize, Error> {
-        if self
-            .consumers
-            .iter()
-            .any(|c| c.downstream.consumer == consumer.consumer)
-        {
+        if self.consumers.iter().any(|c| c.downstream.consumer == consumer.consumer) {
             return Err(Error::AlreadySubscribed);
         }
-        self.consumers.push(Subscriber {
-            downstream: consumer,
-            demand: 0,
-            skip: self.waiting,
-        });
+        self.consumers.push(Subscriber { downstream: consumer, demand: 0, skip: self.waiting });
         Ok(0)
     }
 
@@ -95,11 +84,8 @@ impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
         let last = self.consumers.len() - 1;
         let mut now = Some(now);
         for (i, c) in self.consumers.iter_mut().enumerate() {
-            let mut batch = if i == last {
-                now.take().unwrap_or_default()
-            } else {
-                now.clone().unwrap_or_default()
-            };
+            let mut batch =
+                if i == last { now.take().unwrap_or_default() } else { now.clone().unwrap_or_default() };
             let skip = c.skip.min(batch.len());
             c.skip -= skip;
             batch.drain(..skip);

@@ -202,9 +202,7 @@ pub(crate) mod testing {
         partition: Option<PartitionKey>,
         selector: Option<Selector<T>>,
     ) -> (Downstream<T>, Arc<Recorder<T>>) {
-        let rec = Arc::new(Recorder {
-            received: Mutex::new(Vec::new()),
-        });
+        let rec = Arc::new(Recorder { received: Mutex::new(Vec::new()) });
         let ds = Downstream {
             id: SubscriptionId::new(),
             consumer: StageId::new(),

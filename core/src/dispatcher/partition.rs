@@ -63,11 +63,7 @@ impl<T: Send + 'static> PartitionDispatcher<T> {
         Ok(PartitionDispatcher {
             names: None,
             partitions: (0..partitions)
-                .map(|_| Partition {
-                    consumer: None,
-                    demand: 0,
-                    queue: VecDeque::new(),
-                })
+                .map(|_| Partition { consumer: None, demand: 0, queue: VecDeque::new() })
                 .collect(),
             hash: Box::new(hash),
             by_sub: HashMap::new(),
@@ -110,11 +106,7 @@ impl<T: Send + 'static> PartitionDispatcher<T> {
         let names: Vec<Arc<str>> = names.into_iter().map(Into::into).collect();
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
-                return Err(Error::invalid(
-                    "partitions",
-                    format!("{n:?}"),
-                    "must not repeat a name",
-                ));
+                return Err(Error::invalid("partitions", format!("{n:?}"), "must not repeat a name"));
             }
         }
         let lookup = names.clone();
@@ -173,9 +165,7 @@ impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
         let p = self.resolve(&key)?;
         let part = &mut self.partitions[p];
         if part.consumer.is_some() {
-            return Err(Error::PartitionTaken {
-                partition: key.to_string(),
-            });
+            return Err(Error::PartitionTaken { partition: key.to_string() });
         }
         self.by_sub.insert(consumer.id, p);
         part.consumer = Some(consumer);
@@ -211,11 +201,8 @@ impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
             return 0;
         }
         self.waiting -= n;
-        let now: Vec<T> = if n == events.len() {
-            std::mem::take(events)
-        } else {
-            events.drain(..n).collect()
-        };
+        let now: Vec<T> =
+            if n == events.len() { std::mem::take(events) } else { events.drain(..n).collect() };
         let partitions = self.partitions.len();
         for event in now {
             match (self.hash)(event) {
@@ -277,38 +264,27 @@ mod tests {
     #[test]
     fn rejects_a_second_consumer_on_the_same_partition() {
         let mut d = parity();
-        d.subscribe(downstream::<u64>(Some(0.into()), None).0)
-            .unwrap();
-        let err = d
-            .subscribe(downstream::<u64>(Some(0.into()), None).0)
-            .unwrap_err();
+        d.subscribe(downstream::<u64>(Some(0.into()), None).0).unwrap();
+        let err = d.subscribe(downstream::<u64>(Some(0.into()), None).0).unwrap_err();
         assert_eq!(err.to_string(), "partition 0 already has a consumer");
     }
 
     #[test]
     fn rejects_unknown_and_missing_partitions() {
         let mut d = parity();
-        let err = d
-            .subscribe(downstream::<u64>(Some(7.into()), None).0)
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown partition 7 (the dispatcher has partitions 0..2)"
-        );
+        let err = d.subscribe(downstream::<u64>(Some(7.into()), None).0).unwrap_err();
+        assert_eq!(err.to_string(), "unknown partition 7 (the dispatcher has partitions 0..2)");
         let err = d.subscribe(downstream::<u64>(None, None).0).unwrap_err();
         assert!(matches!(err, Error::MissingPartition));
         let mut named = PartitionDispatcher::named(["a"], |e: u64| Some((e, "a"))).unwrap();
-        let err = named
-            .subscribe(downstream::<u64>(Some("b".into()), None).0)
-            .unwrap_err();
+        let err = named.subscribe(downstream::<u64>(Some("b".into()), None).0).unwrap_err();
         assert!(matches!(err, Error::UnknownPartition { .. }));
     }
 
     #[test]
     fn hash_may_rewrite_and_drop_events() {
         let mut d =
-            PartitionDispatcher::named(["small"], |e: u64| (e < 10).then(|| (e * 100, "small")))
-                .unwrap();
+            PartitionDispatcher::named(["small"], |e: u64| (e < 10).then(|| (e * 100, "small"))).unwrap();
         let (ds, rec) = downstream::<u64>(Some("small".into()), None);
         let id = ds.id();
         d.subscribe(ds).unwrap();
