@@ -302,12 +302,18 @@ impl<B: Behaviour> Runtime<B> {
         }
     }
 
-    /// Applies a callback's result: commands, then its events or its failure.
+    /// Applies a callback's result: its events (before its commands, so that `finish` queues
+    /// behind them) or its failure.
     fn settle(&mut self, result: Result<Vec<B::Out>, ExitReason>) {
-        self.apply_commands();
         match result {
-            Ok(events) => self.emit(events),
-            Err(reason) => self.fail(reason),
+            Ok(events) => {
+                self.emit(events);
+                self.apply_commands();
+            }
+            Err(reason) => {
+                self.apply_commands();
+                self.fail(reason);
+            }
         }
     }
 

@@ -259,7 +259,7 @@ impl Supervisor {
                 Some(exit) = exits.next() => exit,
                 reason = stop.recv() => {
                     let reason = reason.unwrap_or(ExitReason::Shutdown);
-                    self.stop_children(0).await;
+                    self.stop_children(0..self.children.len()).await;
                     return reason;
                 }
             };
@@ -285,7 +285,7 @@ impl Supervisor {
                 }
                 if restarts.len() > self.max_restarts {
                     tracing::error!(%reason, "restart intensity exceeded, supervisor stopping");
-                    self.stop_children(0).await;
+                    self.stop_children(0..self.children.len()).await;
                     return Error::RestartIntensity {
                         max_restarts: self.max_restarts,
                         max_seconds: self.max_seconds,
@@ -298,7 +298,7 @@ impl Supervisor {
                     Strategy::RestForOne => i..self.children.len(),
                     Strategy::OneForAll => 0..self.children.len(),
                 };
-                self.stop_children(affected.start).await;
+                self.stop_children(affected.clone()).await;
                 for j in affected {
                     if j != i && self.children[j].restart == Restart::Temporary {
                         continue;
@@ -310,7 +310,7 @@ impl Supervisor {
                         }
                         Err(error) => {
                             tracing::error!(child = j, %error, "child failed to restart, supervisor stopping");
-                            self.stop_children(0).await;
+                            self.stop_children(0..self.children.len()).await;
                             return error.into();
                         }
                     }
@@ -329,9 +329,9 @@ impl Supervisor {
         }
     }
 
-    /// Stops the children from `from` on, last first.
-    async fn stop_children(&mut self, from: usize) {
-        for child in self.children[from..].iter_mut().rev() {
+    /// Stops the children in `range`, last first.
+    async fn stop_children(&mut self, range: std::ops::Range<usize>) {
+        for child in self.children[range].iter_mut().rev() {
             child.generation += 1;
             if let Some(current) = child.current.take() {
                 current.stop().await;
