@@ -276,10 +276,9 @@ impl<B: Behaviour> Runtime<B> {
                     }
                 }
                 Command::Cancel(sub) => {
-                    self.ctx.subscriptions.remove(&sub);
-                    if let Some(up) = self.upstream.remove(&sub) {
-                        up.link.cancel(sub, ExitReason::Normal);
-                    }
+                    // Through the inbox, so `handle_cancel` runs as for a cancel from a handle.
+                    let _we_are_running =
+                        self.inbox_tx.send(Inbox::CancelUpstream { sub, reason: ExitReason::Normal });
                 }
                 Command::SetDemandMode(mode) => self.ctx.demand_mode = mode,
                 Command::Finish => match B::KIND {
