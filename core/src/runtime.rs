@@ -151,6 +151,8 @@ pub(crate) fn spawn<B: Behaviour>(
         owed: 0,
         finishing: None,
         finish_queued: false,
+        finish_due: None,
+        demand_changed: false,
         exit: None,
         timers: JoinSet::new(),
     };
@@ -204,6 +206,11 @@ struct Runtime<B: Behaviour> {
     /// Stop with this reason once queued work is done (an upstream finished).
     finishing: Option<ExitReason>,
     finish_queued: bool,
+    /// The finish marker was reached; stop once the dispatcher holds nothing either.
+    finish_due: Option<ExitReason>,
+    /// Consumers' demand changed: buffered events may now be taken even if nothing is owed
+    /// (demand a departed consumer left behind is not forwarded again).
+    demand_changed: bool,
     exit: Option<ExitReason>,
     timers: JoinSet<B::Message>,
 }
@@ -350,15 +357,22 @@ impl<B: Behaviour> Runtime<B> {
 
     /// Serves owed demand from the buffer; true if anything changed.
     fn serve_buffer(&mut self) -> bool {
-        if self.ctx.demand_mode == DemandMode::Accumulate || self.owed == 0 || self.buffer.len() == 0 {
+        let demand_changed = std::mem::take(&mut self.demand_changed);
+        if self.ctx.demand_mode == DemandMode::Accumulate
+            || self.buffer.len() == 0
+            || (self.owed == 0 && !demand_changed)
+        {
             return false;
         }
-        let mut events = self.buffer.take(self.owed);
+        // The dispatcher sends only what consumers asked for; offer it what they could take.
+        let takeable: usize = self.downstream.values().map(|d| d.max_demand).sum();
+        let mut events = self.buffer.take(self.owed.max(takeable));
         let before = events.len();
         let more = self.dispatcher.dispatch(&mut events);
         let sent = before - events.len();
         self.buffer.restore_front(events);
         self.owed = self.owed - sent.min(self.owed) + more;
+        self.demand_changed = sent > 0;
         sent > 0 || more > 0
     }
 
@@ -371,8 +385,7 @@ impl<B: Behaviour> Runtime<B> {
                     match marker {
                         Marker::Info(message) => self.on_info(message).await,
                         Marker::Finish => {
-                            let reason = self.finishing.take().unwrap_or(ExitReason::Normal);
-                            self.fail(reason);
+                            self.finish_due = Some(self.finishing.take().unwrap_or(ExitReason::Normal));
                         }
                     }
                 }
@@ -388,7 +401,11 @@ impl<B: Behaviour> Runtime<B> {
                     let result = guard("handle_demand", self.behaviour.demand(demand, &mut self.ctx)).await;
                     self.settle(result);
                 }
-                Kind::ProducerConsumer if forwarding && self.owed > 0 && !self.queued.is_empty() => {
+                // Only while what it emits can leave: otherwise its buffer, and its asks
+                // upstream, would grow without its consumers' demand.
+                Kind::ProducerConsumer
+                    if forwarding && self.owed > 0 && self.buffer.len() == 0 && !self.queued.is_empty() =>
+                {
                     self.handle_chunk().await;
                 }
                 Kind::Consumer if !self.queued.is_empty() => self.handle_chunk().await,
@@ -401,6 +418,18 @@ impl<B: Behaviour> Runtime<B> {
     /// Once an upstream finished and nothing is queued, stop after the buffer drains.
     /// True if that queued a finish marker.
     fn check_finishing(&mut self) -> bool {
+        if let Some(reason) = self.finish_due.take() {
+            let held = self.dispatcher.buffered();
+            if held == 0 || self.downstream.is_empty() {
+                if held > 0 {
+                    tracing::warn!(stage = %self.name, discarded = held, "stopping with no consumers, events held by the dispatcher discarded");
+                }
+                self.fail(reason);
+            } else {
+                self.finish_due = Some(reason);
+            }
+            return false;
+        }
         if self.exit.is_some() || self.finishing.is_none() || !self.queued.is_empty() || self.behaviour.busy()
         {
             return false;
@@ -484,11 +513,13 @@ impl<B: Behaviour> Runtime<B> {
             Inbox::Ask { sub, demand } => {
                 if self.downstream.contains_key(&sub) {
                     self.owed += self.dispatcher.ask(sub, demand);
+                    self.demand_changed = true;
                 }
             }
             Inbox::DownstreamCancel { sub, reason } => {
                 if self.downstream.remove(&sub).is_some() {
                     self.owed += self.dispatcher.cancel(sub);
+                    self.demand_changed = true;
                     let result = guard(
                         "handle_cancel",
                         self.behaviour.cancel(Peer::Consumer(sub), &reason, &mut self.ctx),

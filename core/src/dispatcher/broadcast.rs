@@ -26,7 +26,8 @@ pub struct BroadcastDispatcher<T> {
 struct Subscriber<T> {
     downstream: Downstream<T>,
     demand: usize,
-    /// Events asked for before this consumer subscribed: not sent to it, not counted against it.
+    /// Events asked for upstream before this consumer subscribed, and beyond what it asked
+    /// for since: not sent to it, not counted against it.
     skip: usize,
 }
 
@@ -44,7 +45,7 @@ impl<T> BroadcastDispatcher<T> {
 
     /// Forwards whatever every consumer now has room for beyond what is already asked.
     fn forward(&mut self) -> usize {
-        let min = self.consumers.iter().map(|c| c.demand).min().unwrap_or(0);
+        let min = self.consumers.iter().map(|c| c.demand + c.skip).min().unwrap_or(0);
         let more = min.saturating_sub(self.waiting);
         self.waiting += more;
         more
@@ -67,6 +68,9 @@ impl<T: Clone + Send + 'static> Dispatcher<T> for BroadcastDispatcher<T> {
 
     fn ask(&mut self, id: SubscriptionId, demand: usize) -> usize {
         if let Some(c) = self.consumers.iter_mut().find(|c| c.downstream.id == id) {
+            // A newcomer that asks takes part in the events already asked for upstream:
+            // it skips fewer of them, so it never gets more than it asked.
+            c.skip -= c.skip.min(demand);
             c.demand += demand;
         }
         self.forward()
