@@ -65,14 +65,21 @@ impl DemandState {
     }
 
     /// Splits received events into chunks; returns them and how many events exceeded the demand.
-    pub(crate) fn receive<T>(&mut self, mut events: Vec<T>) -> (Vec<Chunk<T>>, usize) {
+    pub(crate) fn receive<T>(&mut self, events: Vec<T>) -> (Vec<Chunk<T>>, usize) {
+        let mut chunks = Vec::new();
+        let excess = self.receive_into(events, |c| chunks.push(c));
+        (chunks, excess)
+    }
+
+    /// Like `receive`, handing each chunk to `push` (no allocation).
+    pub(crate) fn receive_into<T>(&mut self, mut events: Vec<T>, mut push: impl FnMut(Chunk<T>)) -> usize {
         if self.manual {
             let excess = events.len().saturating_sub(self.outstanding);
             self.outstanding = self.outstanding.saturating_sub(events.len());
-            return (vec![Chunk { events, ask_after: 0 }], excess);
+            push(Chunk { events, ask_after: 0 });
+            return excess;
         }
         let step = (self.max - self.min).max(1);
-        let mut chunks = Vec::with_capacity(events.len().div_ceil(step));
         let mut excess = 0;
         let mut old = self.outstanding;
         let mut new = self.outstanding;
@@ -95,10 +102,10 @@ impl DemandState {
                 new = remaining;
                 0
             };
-            chunks.push(Chunk { events: batch, ask_after });
+            push(Chunk { events: batch, ask_after });
         }
         self.outstanding = new;
-        (chunks, excess)
+        excess
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) enum Inbox<In, Out> {
     /// An upstream producer ended the subscription.
     UpstreamDown { sub: SubscriptionId, reason: ExitReason },
     /// A consumer subscribes to this stage.
-    Subscribe(SubscribeRequest<Out>),
+    Subscribe(Box<SubscribeRequest<Out>>),
     /// A consumer asks for more events.
     Ask { sub: SubscriptionId, demand: usize },
     /// A consumer cancels its subscription.
@@ -30,7 +30,7 @@ pub(crate) enum Inbox<In, Out> {
     SubscribeTo {
         sub: SubscriptionId,
         producer: Arc<dyn ProducerLink<In>>,
-        options: SubscribeOptions<In>,
+        options: Box<SubscribeOptions<In>>,
         reply: Option<SubscribeReply>,
     },
     /// Cancel one of this stage's upstream subscriptions.
@@ -80,8 +80,8 @@ pub(crate) trait SubscribeLink<T>: Send + Sync {
 
 impl<In: Send + 'static, Out: Send + 'static> ProducerLink<Out> for mpsc::UnboundedSender<Inbox<In, Out>> {
     fn subscribe(&self, request: SubscribeRequest<Out>) -> Result<(), Box<SubscribeRequest<Out>>> {
-        self.send(Inbox::Subscribe(request)).map_err(|e| match e.0 {
-            Inbox::Subscribe(r) => Box::new(r),
+        self.send(Inbox::Subscribe(Box::new(request))).map_err(|e| match e.0 {
+            Inbox::Subscribe(r) => r,
             _ => unreachable!("sent a subscribe message"),
         })
     }
@@ -116,7 +116,7 @@ impl<In: Send + 'static, Out: Send + 'static> SubscribeLink<In> for mpsc::Unboun
         options: SubscribeOptions<In>,
         reply: Option<SubscribeReply>,
     ) -> bool {
-        self.send(Inbox::SubscribeTo { sub, producer, options, reply }).is_ok()
+        self.send(Inbox::SubscribeTo { sub, producer, options: Box::new(options), reply }).is_ok()
     }
 
     fn cancel(&self, sub: SubscriptionId, reason: ExitReason) -> bool {

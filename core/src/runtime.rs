@@ -11,6 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -143,9 +144,9 @@ pub(crate) fn spawn<B: Behaviour>(
         id,
         name,
         inbox_tx: inbox_tx.clone(),
-        upstream: HashMap::new(),
+        upstream: Default::default(),
         queued: VecDeque::new(),
-        downstream: HashMap::new(),
+        downstream: Default::default(),
         dispatcher: producer.dispatcher.unwrap_or_else(|| Box::new(DemandDispatcher::new())),
         buffer: Buffer::new(producer.buffer_size, producer.buffer_keep),
         owed: 0,
@@ -155,6 +156,7 @@ pub(crate) fn spawn<B: Behaviour>(
         demand_changed: false,
         exit: None,
         timers: JoinSet::new(),
+        pending_asks: Vec::new(),
     };
     rt.spawn(async move {
         let guard = ExitGuard(Some(exit_tx));
@@ -195,10 +197,10 @@ struct Runtime<B: Behaviour> {
     id: StageId,
     name: Arc<str>,
     inbox_tx: mpsc::UnboundedSender<Inbox<B::In, B::Out>>,
-    upstream: HashMap<SubscriptionId, Upstream<B::In>>,
+    upstream: FxHashMap<SubscriptionId, Upstream<B::In>>,
     /// Received chunks not yet handled (a producer-consumer waits for downstream demand).
     queued: VecDeque<(SubscriptionId, Chunk<B::In>)>,
-    downstream: HashMap<SubscriptionId, Downstream<B::Out>>,
+    downstream: FxHashMap<SubscriptionId, Downstream<B::Out>>,
     dispatcher: Box<dyn Dispatcher<B::Out>>,
     buffer: Buffer<B::Out, B::Message>,
     /// Demand forwarded by the dispatcher and not yet served.
@@ -213,6 +215,7 @@ struct Runtime<B: Behaviour> {
     demand_changed: bool,
     exit: Option<ExitReason>,
     timers: JoinSet<B::Message>,
+    pending_asks: Vec<(SubscriptionId, usize)>,
 }
 
 /// Runs a callback, turning its error or panic into the stage's failure.
@@ -248,7 +251,22 @@ impl<B: Behaviour> Runtime<B> {
         while self.exit.is_none() {
             tokio::select! {
                 biased;
-                Some(msg) = inbox.recv() => self.on_inbox(msg).await,
+                Some(msg) = inbox.recv() => {
+                    self.on_inbox(msg).await;
+                    for _ in 0..32 {
+                        match inbox.try_recv() {
+                            Ok(msg) => self.on_inbox(msg).await,
+                            Err(_) => break,
+                        }
+                    }
+                    // A busy inbox must not starve the mailbox (stop, casts) or timers.
+                    if let Ok(msg) = mail.try_recv() {
+                        self.on_mail(msg).await;
+                    }
+                    if let Some(Ok(message)) = self.timers.try_join_next() {
+                        self.on_info(message).await;
+                    }
+                }
                 Some(msg) = mail.recv() => self.on_mail(msg).await,
                 Some(fired) = self.timers.join_next(), if !self.timers.is_empty() => {
                     if let Ok(message) = fired {
@@ -413,6 +431,11 @@ impl<B: Behaviour> Runtime<B> {
                 _ => break,
             }
         }
+        for (sub, n) in self.pending_asks.drain(..) {
+            if let Some(up) = self.upstream.get(&sub) {
+                up.link.ask(sub, n);
+            }
+        }
     }
 
     /// Once an upstream finished and nothing is queued, stop after the buffer drains.
@@ -457,8 +480,9 @@ impl<B: Behaviour> Runtime<B> {
         let result = guard("handle_events", self.behaviour.events(chunk.events, sub, &mut self.ctx)).await;
         self.settle(result);
         if chunk.ask_after > 0 {
-            if let Some(up) = self.upstream.get(&sub) {
-                up.link.ask(sub, chunk.ask_after);
+            match self.pending_asks.iter_mut().find(|(s, _)| *s == sub) {
+                Some((_, n)) => *n += chunk.ask_after,
+                None => self.pending_asks.push((sub, chunk.ask_after)),
             }
         }
     }
@@ -498,18 +522,18 @@ impl<B: Behaviour> Runtime<B> {
                 let Some(up) = self.upstream.get_mut(&sub) else {
                     return;
                 };
-                let (chunks, excess) = up.demand.receive(events);
+                let queued = &mut self.queued;
+                let excess = up.demand.receive_into(events, |c| queued.push_back((sub, c)));
                 if excess > 0 {
                     tracing::error!(stage = %self.name, %sub, excess, "received more events than asked for");
                 }
-                self.queued.extend(chunks.into_iter().map(|c| (sub, c)));
             }
             Inbox::UpstreamDown { sub, reason } => {
                 if let Some(up) = self.upstream.remove(&sub) {
                     self.upstream_down(sub, up.cancel, reason).await;
                 }
             }
-            Inbox::Subscribe(request) => self.on_subscribe(request).await,
+            Inbox::Subscribe(request) => self.on_subscribe(*request).await,
             Inbox::Ask { sub, demand } => {
                 if self.downstream.contains_key(&sub) {
                     self.owed += self.dispatcher.ask(sub, demand);
@@ -529,7 +553,7 @@ impl<B: Behaviour> Runtime<B> {
                 }
             }
             Inbox::SubscribeTo { sub, producer, options, reply } => {
-                self.subscribe_to(sub, producer, options, reply).await;
+                self.subscribe_to(sub, producer, *options, reply).await;
             }
             Inbox::CancelUpstream { sub, reason } => {
                 if let Some(up) = self.upstream.remove(&sub) {

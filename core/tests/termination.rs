@@ -348,3 +348,55 @@ async fn a_call_to_a_stage_that_panics_while_answering_fails_instead_of_hanging(
     assert!(matches!(answer, Err(Error::NoReply | Error::StageStopped)), "{answer:?}");
     assert_panicked_in(&within("the producer", producer.wait()).await, "handle_info");
 }
+
+/// Counts up forever, as fast as asked.
+struct Endless(u64);
+
+impl weir_core::Producer for Endless {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_demand(&mut self, demand: usize, _ctx: &mut Context) -> Result<Vec<u64>, BoxError> {
+        let events = (self.0..self.0 + demand as u64).collect();
+        self.0 += demand as u64;
+        Ok(events)
+    }
+}
+
+/// Drops what it gets.
+struct Sink;
+
+impl Consumer for Sink {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        _events: Vec<u64>,
+        _: SubscriptionId,
+        _: &mut Context,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_messages_get_through_while_events_keep_flowing() -> Result<(), Error> {
+    let producer = start_producer(Endless(0), ProducerOptions::new())?;
+    let consumer = start_consumer(
+        Sink,
+        ConsumerOptions::new().subscribe_to(&producer, SubscribeOptions::new().max_demand(10).min_demand(5)),
+    )?;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // The producer's inbox never empties; its mailbox must still be read.
+    let count = tokio::time::timeout(std::time::Duration::from_secs(10), producer.estimated_buffered_count())
+        .await
+        .expect("a busy inbox starves the mailbox");
+    assert_eq!(count?, 0);
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.stop())
+        .await
+        .expect("stop hangs while events keep arriving");
+    assert!(matches!(reason, ExitReason::Shutdown));
+    producer.stop().await;
+    Ok(())
+}
