@@ -159,9 +159,7 @@ pub(crate) fn spawn<B: Behaviour>(
         pending_asks: Vec::new(),
     };
     rt.spawn(async move {
-        let guard = ExitGuard(Some(exit_tx));
-        let reason = runtime.run(inbox_rx, mail_rx, subscriptions).await;
-        guard.set(reason);
+        runtime.run(inbox_rx, mail_rx, subscriptions, ExitGuard(Some(exit_tx))).await;
     });
     Ok(Spawned { stage, inbox: inbox_tx })
 }
@@ -243,7 +241,8 @@ impl<B: Behaviour> Runtime<B> {
         mut inbox: mpsc::UnboundedReceiver<Inbox<B::In, B::Out>>,
         mut mail: mpsc::UnboundedReceiver<Mail<B::Message>>,
         subscriptions: Subscriptions<B::In>,
-    ) -> ExitReason {
+        exit: ExitGuard,
+    ) {
         for (producer, options) in subscriptions {
             self.subscribe_to(SubscriptionId::new(), producer.link(), options, None).await;
         }
@@ -253,19 +252,7 @@ impl<B: Behaviour> Runtime<B> {
                 biased;
                 Some(msg) = inbox.recv() => {
                     self.on_inbox(msg).await;
-                    for _ in 0..32 {
-                        match inbox.try_recv() {
-                            Ok(msg) => self.on_inbox(msg).await,
-                            Err(_) => break,
-                        }
-                    }
-                    // A busy inbox must not starve the mailbox (stop, casts) or timers.
-                    if let Ok(msg) = mail.try_recv() {
-                        self.on_mail(msg).await;
-                    }
-                    if let Some(Ok(message)) = self.timers.try_join_next() {
-                        self.on_info(message).await;
-                    }
+                    self.handle_ready(&mut inbox, &mut mail).await;
                 }
                 Some(msg) = mail.recv() => self.on_mail(msg).await,
                 Some(fired) = self.timers.join_next(), if !self.timers.is_empty() => {
@@ -277,8 +264,38 @@ impl<B: Behaviour> Runtime<B> {
             self.drive().await;
         }
         let reason = self.exit.take().unwrap_or(ExitReason::Normal);
-        self.terminate(&reason, &mut inbox, &mut mail).await;
-        reason
+        self.terminate(reason, &mut inbox, &mut mail, exit).await;
+    }
+
+    /// Handles a batch of whatever else is ready before driving once: fewer wake-ups and one
+    /// ask per subscription for the lot, and a busy inbox does not starve the mailbox (stop,
+    /// casts) or timers.
+    async fn handle_ready(
+        &mut self,
+        inbox: &mut mpsc::UnboundedReceiver<Inbox<B::In, B::Out>>,
+        mail: &mut mpsc::UnboundedReceiver<Mail<B::Message>>,
+    ) {
+        const BATCH: usize = 32;
+        // The stop check comes first: a message taken after it must still be handled.
+        for _ in 0..BATCH {
+            if self.exit.is_some() {
+                return;
+            }
+            let Ok(msg) = inbox.try_recv() else { break };
+            self.on_inbox(msg).await;
+        }
+        for _ in 0..BATCH {
+            if self.exit.is_some() {
+                return;
+            }
+            let Ok(msg) = mail.try_recv() else { break };
+            self.on_mail(msg).await;
+        }
+        if self.exit.is_none() {
+            if let Some(Ok(message)) = self.timers.try_join_next() {
+                self.on_info(message).await;
+            }
+        }
     }
 
     fn fail(&mut self, reason: ExitReason) {
@@ -414,7 +431,10 @@ impl<B: Behaviour> Runtime<B> {
             }
             let forwarding = self.ctx.demand_mode == DemandMode::Forward;
             match B::KIND {
-                Kind::Producer if forwarding && self.owed > 0 && self.buffer.len() == 0 => {
+                // A producer that called `finish` has no more events to make.
+                Kind::Producer
+                    if forwarding && self.owed > 0 && self.buffer.len() == 0 && !self.finish_queued =>
+                {
                     let demand = std::mem::take(&mut self.owed);
                     let result = guard("handle_demand", self.behaviour.demand(demand, &mut self.ctx)).await;
                     self.settle(result);
@@ -442,10 +462,10 @@ impl<B: Behaviour> Runtime<B> {
     /// True if that queued a finish marker.
     fn check_finishing(&mut self) -> bool {
         if let Some(reason) = self.finish_due.take() {
-            let held = self.dispatcher.buffered();
+            let held = self.buffer.len() + self.dispatcher.buffered();
             if held == 0 || self.downstream.is_empty() {
                 if held > 0 {
-                    tracing::warn!(stage = %self.name, discarded = held, "stopping with no consumers, events held by the dispatcher discarded");
+                    tracing::warn!(stage = %self.name, discarded = held, "stopping with no consumers, held events discarded");
                 }
                 self.fail(reason);
             } else {
@@ -675,12 +695,33 @@ impl<B: Behaviour> Runtime<B> {
 
     async fn terminate(
         &mut self,
-        reason: &ExitReason,
+        reason: ExitReason,
         inbox: &mut mpsc::UnboundedReceiver<Inbox<B::In, B::Out>>,
         mail: &mut mpsc::UnboundedReceiver<Mail<B::Message>>,
+        exit: ExitGuard,
     ) {
         inbox.close();
         mail.close();
+        self.timers.abort_all();
+        if let Err(failure) = guard("terminate", self.behaviour.terminate(&reason).map(Ok)).await {
+            tracing::error!(stage = %self.name, %failure, "terminate failed");
+        }
+        // Published before peers hear of it, so a supervisor sees this stage stop before the
+        // consumers that stop because of it.
+        exit.set(reason.clone());
+        // Queries already in the mailbox are answered; calls are dropped (their caller sees
+        // the stop).
+        while let Ok(mail) = mail.try_recv() {
+            match mail {
+                Mail::GetDemandMode(reply) => {
+                    let _caller_gone = reply.send(self.ctx.demand_mode);
+                }
+                Mail::EstimateBuffered(reply) => {
+                    let _caller_gone = reply.send(self.buffer.len() + self.dispatcher.buffered());
+                }
+                _ => {}
+            }
+        }
         // Whoever raced with our exit learns that we are gone.
         while let Ok(msg) = inbox.try_recv() {
             match msg {
@@ -701,10 +742,6 @@ impl<B: Behaviour> Runtime<B> {
         }
         for (sub, up) in self.upstream.drain() {
             up.link.cancel(sub, reason.clone());
-        }
-        self.timers.abort_all();
-        if let Err(failure) = guard("terminate", self.behaviour.terminate(reason).map(Ok)).await {
-            tracing::error!(stage = %self.name, %failure, "terminate failed");
         }
     }
 }
