@@ -10,46 +10,19 @@ use futures::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::error::{BoxError, Error, ExitReason};
-use crate::handle::{AsProducer, ConsumerHandle, ConsumerRef};
+use crate::consumer::ConsumerOptions;
+use crate::handle::{ConsumerHandle, ConsumerRef};
 use crate::producer::ProducerOptions;
-use crate::runtime::{self, Behaviour, Emit, Kind, Never, Peer, Subscriptions};
+use crate::runtime::{self, Behaviour, Emit, Kind, Never, Peer};
 use crate::stage::Context;
-use crate::subscription::{AskMode, SubscribeOptions, SubscriptionId};
+use crate::subscription::{AskMode, SubscriptionId};
 
-/// Options of a consumer supervisor: its name and the producers it subscribes to.
+/// Options of a consumer supervisor: those of a consumer.
 ///
 /// Each subscription's `max_demand` is its concurrency limit: at most that many workers run
 /// for it at once. As workers finish, it asks for more once outstanding events fall to
 /// `min_demand`, so on average `(max_demand + min_demand) / 2` workers run.
-pub struct ConsumerSupervisorOptions<T> {
-    name: Option<String>,
-    subscriptions: Subscriptions<T>,
-}
-
-impl<T> Default for ConsumerSupervisorOptions<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> ConsumerSupervisorOptions<T> {
-    /// No name, no subscriptions.
-    pub fn new() -> Self {
-        ConsumerSupervisorOptions { name: None, subscriptions: Vec::new() }
-    }
-
-    /// The stage's name, used in logs.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Subscribes to `producer` when the stage starts; `max_demand` is the concurrency limit.
-    pub fn subscribe_to(mut self, producer: &impl AsProducer<T>, options: SubscribeOptions<T>) -> Self {
-        self.subscriptions.push((producer.as_producer().clone(), options));
-        self
-    }
-}
+pub type ConsumerSupervisorOptions<T> = ConsumerOptions<T>;
 
 /// A worker finished: sent by its task back to the consumer supervisor.
 pub struct WorkerDone {
