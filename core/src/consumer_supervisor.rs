@@ -9,8 +9,8 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::task::JoinSet;
 
-use crate::error::{BoxError, Error, ExitReason};
 use crate::consumer::ConsumerOptions;
+use crate::error::{BoxError, Error, ExitReason};
 use crate::handle::{ConsumerHandle, ConsumerRef};
 use crate::producer::ProducerOptions;
 use crate::runtime::{self, Behaviour, Emit, Kind, Never, Peer};
@@ -21,7 +21,7 @@ use crate::subscription::{AskMode, SubscriptionId};
 ///
 /// Each subscription's `max_demand` is its concurrency limit: at most that many workers run
 /// for it at once. As workers finish, it asks for more once outstanding events fall to
-/// `min_demand`, so on average `(max_demand + min_demand) / 2` workers run.
+/// `min_demand`.
 pub type ConsumerSupervisorOptions<T> = ConsumerOptions<T>;
 
 /// A worker finished: sent by its task back to the consumer supervisor.
@@ -81,6 +81,7 @@ where
     let pool = Pool {
         worker: Arc::new(worker),
         workers: JoinSet::new(),
+        running: 0,
         outstanding: HashMap::new(),
         _events: PhantomData,
     };
@@ -92,6 +93,8 @@ where
 struct Pool<F, T> {
     worker: Arc<F>,
     workers: JoinSet<()>,
+    /// Workers that have not reported back (a finished task may not be reaped yet).
+    running: usize,
     /// Per subscription: events asked for and not yet finished by a worker.
     outstanding: HashMap<SubscriptionId, usize>,
     _events: PhantomData<fn(T)>,
@@ -119,13 +122,14 @@ where
         ctx: &mut Context<WorkerDone>,
     ) -> Emit<Never> {
         for event in events {
+            self.running += 1;
             let work = (self.worker)(event);
             let me = ctx.me().clone();
             self.workers.spawn(async move {
                 let failure = match AssertUnwindSafe(work).catch_unwind().await {
                     Ok(Ok(())) => None,
                     Ok(Err(error)) => Some(error.to_string()),
-                    Err(_) => Some("worker panicked".to_string()),
+                    Err(panic) => Some(format!("worker panicked: {}", crate::error::panic_message(&*panic))),
                 };
                 let _supervisor_gone = me.cast(WorkerDone { subscription: from, failure });
             });
@@ -134,6 +138,7 @@ where
     }
 
     async fn info(&mut self, done: WorkerDone, ctx: &mut Context<WorkerDone>) -> Emit<Never> {
+        self.running -= 1;
         while self.workers.try_join_next().is_some() {}
         if let Some(failure) = done.failure {
             tracing::error!(stage = ctx.name(), %failure, "worker failed");
@@ -177,7 +182,7 @@ where
     }
 
     fn busy(&self) -> bool {
-        !self.workers.is_empty()
+        self.running > 0
     }
 
     async fn terminate(&mut self, _reason: &ExitReason) {

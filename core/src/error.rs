@@ -144,6 +144,15 @@ impl fmt::Display for ExitReason {
     }
 }
 
+/// The message of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
+}
+
 impl From<Error> for ExitReason {
     fn from(e: Error) -> Self {
         ExitReason::Failed(Arc::new(e))

@@ -60,17 +60,23 @@ pub fn stream<T: Send + 'static>(
 ///
 /// # Errors
 ///
-/// [`Error::InvalidOption`] for bad demand options, [`Error::StageStopped`] if no producer
-/// is running.
+/// [`Error::InvalidOption`] for bad demand options, [`Error::StageStopped`] if a producer
+/// is not running.
 pub fn stream_all<'a, T: Send + 'static, P: AsProducer<T> + 'a>(
     producers: impl IntoIterator<Item = (&'a P, SubscribeOptions<T>)>,
 ) -> Result<ConsumerStream<T>, Error> {
     let (tx, rx) = mpsc::unbounded_channel::<Inbox<T, Never>>();
     let consumer = StageId::new();
-    let mut subscriptions = HashMap::new();
-    let mut any = false;
+    let mut stream = ConsumerStream {
+        inbox: rx,
+        subscriptions: HashMap::new(),
+        chunks: VecDeque::new(),
+        current: Vec::new().into_iter(),
+        ask_after_current: None,
+        failure: None,
+    };
+    // On an error, dropping `stream` cancels the subscriptions made so far.
     for (producer, options) in producers {
-        any = true;
         options.validate()?;
         let (max, min) = options.demand();
         let link = producer.as_producer().link();
@@ -84,23 +90,14 @@ pub fn stream_all<'a, T: Send + 'static, P: AsProducer<T> + 'a>(
             selector: options.selector,
             reply: None,
         };
-        if link.subscribe(request).is_ok() {
-            let mut demand = DemandState::new(max, min);
-            link.ask(sub, demand.initial_ask());
-            subscriptions.insert(sub, (link, demand));
+        if link.subscribe(request).is_err() {
+            return Err(Error::StageStopped);
         }
+        let mut demand = DemandState::new(max, min);
+        link.ask(sub, demand.initial_ask());
+        stream.subscriptions.insert(sub, (link, demand));
     }
-    if any && subscriptions.is_empty() {
-        return Err(Error::StageStopped);
-    }
-    Ok(ConsumerStream {
-        inbox: rx,
-        subscriptions,
-        chunks: VecDeque::new(),
-        current: Vec::new().into_iter(),
-        ask_after_current: None,
-        failure: None,
-    })
+    Ok(stream)
 }
 
 // Nothing is pinned in place: items are only moved out.
@@ -149,7 +146,9 @@ impl<T> Stream for ConsumerStream<T> {
                     if reason.is_failure() {
                         tracing::error!(%reason, "producer of a stream failed");
                         this.failure = Some(reason);
-                        this.subscriptions.clear();
+                        for (sub, (link, _)) in this.subscriptions.drain() {
+                            link.cancel(sub, ExitReason::Normal);
+                        }
                     }
                 }
                 Poll::Ready(Some(_)) => {}

@@ -11,27 +11,29 @@
 //!     Context, ExitReason, ProducerOptions, SubscribeOptions, SubscriptionId,
 //! };
 //!
-//! struct Sum(u64);
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//!
+//! struct Sum(Arc<AtomicU64>);
 //!
 //! impl Consumer for Sum {
 //!     type Event = u64;
 //!     type Message = ();
 //!     async fn handle_events(&mut self, events: Vec<u64>, _: SubscriptionId, _: &mut Context) -> Result<(), BoxError> {
-//!         self.0 += events.iter().sum::<u64>();
+//!         self.0.fetch_add(events.iter().sum::<u64>(), Ordering::Relaxed);
 //!         Ok(())
-//!     }
-//!     async fn terminate(&mut self, _reason: &ExitReason) {
-//!         assert_eq!(self.0, 500_500);
 //!     }
 //! }
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), weir_core::Error> {
 //!     let numbers = start_producer(from_enumerable(1..=1000u64), ProducerOptions::new())?;
-//!     let sum = start_consumer(Sum(0), ConsumerOptions::new()
+//!     let total = Arc::new(AtomicU64::new(0));
+//!     let sum = start_consumer(Sum(total.clone()), ConsumerOptions::new()
 //!         .subscribe_to(&numbers, SubscribeOptions::new().max_demand(100)))?;
 //!     // The producer finishes when the range ends; the consumer follows.
 //!     assert!(matches!(sum.wait().await, ExitReason::Normal));
+//!     assert_eq!(total.load(Ordering::Relaxed), 500_500);
 //!     Ok(())
 //! }
 //! ```

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::FutureExt;
 use rustc_hash::FxHashMap;
@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use crate::buffer::{Buffer, BufferKeep, BufferSize, Marker};
 use crate::demand::{Chunk, DemandMode, DemandState};
 use crate::dispatcher::{DemandDispatcher, Dispatcher, Downstream};
-use crate::error::{BoxError, Error, ExitReason};
+use crate::error::{panic_message, BoxError, Error, ExitReason};
 use crate::handle::ProducerRef;
 use crate::protocol::{Inbox, ProducerLink, SubscribeReply, SubscribeRequest};
 use crate::stage::{Command, Context, Mail, StageLink, StageRef};
@@ -129,12 +129,14 @@ pub(crate) fn spawn<B: Behaviour>(
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     let (mail_tx, mail_rx) = mpsc::unbounded_channel();
     let (exit_tx, exit_rx) = watch::channel(None);
-    let stage = StageRef::new(StageLink { id, mail: mail_tx, exit: exit_rx });
+    let abort = Arc::new(OnceLock::new());
+    let stage = StageRef::new(StageLink { id, mail: mail_tx, exit: exit_rx, abort: abort.clone() });
     let name: Arc<str> = name.map(Into::into).unwrap_or_else(|| id.to_string().into());
     let runtime = Runtime {
         behaviour,
         ctx: Context {
-            me: stage.clone(),
+            // Its own slot: a supervisor re-points the handles it gave out, not this one.
+            me: stage.pinned(),
             subscriptions: HashMap::new(),
             name: name.clone(),
             commands: Vec::new(),
@@ -156,11 +158,12 @@ pub(crate) fn spawn<B: Behaviour>(
         demand_changed: false,
         exit: None,
         timers: JoinSet::new(),
-        pending_asks: Vec::new(),
+        exit_guard: ExitGuard(Some(exit_tx)),
     };
-    rt.spawn(async move {
-        runtime.run(inbox_rx, mail_rx, subscriptions, ExitGuard(Some(exit_tx))).await;
+    let task = rt.spawn(async move {
+        runtime.run(inbox_rx, mail_rx, subscriptions).await;
     });
+    let _set_once = abort.set(task.abort_handle());
     Ok(Spawned { stage, inbox: inbox_tx })
 }
 
@@ -168,7 +171,7 @@ pub(crate) fn spawn<B: Behaviour>(
 struct ExitGuard(Option<watch::Sender<Option<ExitReason>>>);
 
 impl ExitGuard {
-    fn set(mut self, reason: ExitReason) {
+    fn set(&mut self, reason: ExitReason) {
         if let Some(tx) = self.0.take() {
             tx.send_replace(Some(reason));
         }
@@ -213,7 +216,25 @@ struct Runtime<B: Behaviour> {
     demand_changed: bool,
     exit: Option<ExitReason>,
     timers: JoinSet<B::Message>,
-    pending_asks: Vec<(SubscriptionId, usize)>,
+    exit_guard: ExitGuard,
+}
+
+/// If the task ends without `terminate` (a panic outside a callback, or an abort), peers
+/// still learn that the stage failed, so none waits for it forever.
+impl<B: Behaviour> Drop for Runtime<B> {
+    fn drop(&mut self) {
+        if self.downstream.is_empty() && self.upstream.is_empty() {
+            return;
+        }
+        let reason = ExitReason::failed("stage task panicked or was aborted");
+        self.exit_guard.set(reason.clone());
+        for (sub, downstream) in self.downstream.drain() {
+            downstream.link.down(sub, reason.clone());
+        }
+        for (sub, up) in self.upstream.drain() {
+            up.link.cancel(sub, reason.clone());
+        }
+    }
 }
 
 /// Runs a callback, turning its error or panic into the stage's failure.
@@ -224,14 +245,7 @@ async fn guard<T>(
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(source)) => Err(Error::Callback { callback, source: Arc::from(source) }.into()),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_string());
-            Err(Error::Panicked { callback, message }.into())
-        }
+        Err(panic) => Err(Error::Panicked { callback, message: panic_message(&*panic) }.into()),
     }
 }
 
@@ -241,13 +255,18 @@ impl<B: Behaviour> Runtime<B> {
         mut inbox: mpsc::UnboundedReceiver<Inbox<B::In, B::Out>>,
         mut mail: mpsc::UnboundedReceiver<Mail<B::Message>>,
         subscriptions: Subscriptions<B::In>,
-        exit: ExitGuard,
     ) {
         for (producer, options) in subscriptions {
             self.subscribe_to(SubscriptionId::new(), producer.link(), options, None).await;
         }
-        self.drive().await;
+        let mut more = self.drive().await;
         while self.exit.is_none() {
+            if more {
+                tokio::task::yield_now().await;
+                self.handle_ready(&mut inbox, &mut mail).await;
+                more = self.drive().await;
+                continue;
+            }
             tokio::select! {
                 biased;
                 Some(msg) = inbox.recv() => {
@@ -261,10 +280,10 @@ impl<B: Behaviour> Runtime<B> {
                     }
                 }
             }
-            self.drive().await;
+            more = self.drive().await;
         }
         let reason = self.exit.take().unwrap_or(ExitReason::Normal);
-        self.terminate(reason, &mut inbox, &mut mail, exit).await;
+        self.terminate(reason, &mut inbox, &mut mail).await;
     }
 
     /// Handles a batch of whatever else is ready before driving once: fewer wake-ups and one
@@ -318,13 +337,22 @@ impl<B: Behaviour> Runtime<B> {
                     }
                 }
                 Command::Cancel(sub) => {
-                    // Through the inbox, so `handle_cancel` runs as for a cancel from a handle.
-                    let _we_are_running =
-                        self.inbox_tx.send(Inbox::CancelUpstream { sub, reason: ExitReason::Normal });
+                    // Through the inbox, so `handle_cancel` runs as for a cancel from a peer.
+                    let reason = ExitReason::Normal;
+                    let msg = match self.downstream.get(&sub) {
+                        Some(downstream) => {
+                            downstream.link.down(sub, reason.clone());
+                            Inbox::DownstreamCancel { sub, reason }
+                        }
+                        None => Inbox::CancelUpstream { sub, reason },
+                    };
+                    let _we_are_running = self.inbox_tx.send(msg);
                 }
                 Command::SetDemandMode(mode) => self.ctx.demand_mode = mode,
                 Command::Finish => match B::KIND {
-                    Kind::Consumer => self.fail(ExitReason::Normal),
+                    Kind::Consumer => {
+                        self.finishing.get_or_insert(ExitReason::Normal);
+                    }
                     _ => {
                         if !self.finish_queued {
                             self.finish_queued = true;
@@ -373,7 +401,7 @@ impl<B: Behaviour> Runtime<B> {
         if B::KIND == Kind::ProducerConsumer {
             self.owed = self.owed.saturating_sub(sent);
         }
-        self.owed += more;
+        self.owed = self.owed.saturating_add(more);
         self.push_buffer(events);
     }
 
@@ -400,19 +428,25 @@ impl<B: Behaviour> Runtime<B> {
             return false;
         }
         // The dispatcher sends only what consumers asked for; offer it what they could take.
-        let takeable: usize = self.downstream.values().map(|d| d.max_demand).sum();
+        let takeable = self.downstream.values().fold(0usize, |n, d| n.saturating_add(d.max_demand));
         let mut events = self.buffer.take(self.owed.max(takeable));
         let before = events.len();
         let more = self.dispatcher.dispatch(&mut events);
         let sent = before - events.len();
         self.buffer.restore_front(events);
-        self.owed = self.owed - sent.min(self.owed) + more;
+        self.owed = (self.owed - sent.min(self.owed)).saturating_add(more);
         self.demand_changed = sent > 0;
         sent > 0 || more > 0
     }
 
-    async fn drive(&mut self) {
-        while self.exit.is_none() {
+    /// Moves everything that can move. Returns true if it stopped on its budget with more to
+    /// do, so the loop can read its channels (a `stop` must get through) before going on.
+    async fn drive(&mut self) -> bool {
+        const BUDGET: usize = 256;
+        for _ in 0..BUDGET {
+            if self.exit.is_some() {
+                return false;
+            }
             let served = self.serve_buffer();
             let mut markers = self.buffer.due_markers();
             if !markers.is_empty() {
@@ -448,14 +482,10 @@ impl<B: Behaviour> Runtime<B> {
                 }
                 Kind::Consumer if !self.queued.is_empty() => self.handle_chunk().await,
                 _ if self.check_finishing() => {}
-                _ => break,
+                _ => return false,
             }
         }
-        for (sub, n) in self.pending_asks.drain(..) {
-            if let Some(up) = self.upstream.get(&sub) {
-                up.link.ask(sub, n);
-            }
-        }
+        true
     }
 
     /// Once an upstream finished and nothing is queued, stop after the buffer drains.
@@ -473,14 +503,15 @@ impl<B: Behaviour> Runtime<B> {
             }
             return false;
         }
-        if self.exit.is_some() || self.finishing.is_none() || !self.queued.is_empty() || self.behaviour.busy()
-        {
+        if self.exit.is_some() || self.finishing.is_none() || self.behaviour.busy() {
             return false;
         }
-        if B::KIND == Kind::Consumer || self.downstream.is_empty() {
-            if self.buffer.len() > 0 {
-                tracing::warn!(stage = %self.name, discarded = self.buffer.len(), "stopping with no consumers, buffered events discarded");
-            }
+        // Received events are never discarded: a producer-consumer holding some waits for a
+        // consumer to take them (stop it to give up on them).
+        if !self.queued.is_empty() {
+            return false;
+        }
+        if B::KIND == Kind::Consumer || (self.downstream.is_empty() && self.buffer.len() == 0) {
             let reason = self.finishing.take().unwrap_or(ExitReason::Normal);
             self.fail(reason);
             false
@@ -500,9 +531,8 @@ impl<B: Behaviour> Runtime<B> {
         let result = guard("handle_events", self.behaviour.events(chunk.events, sub, &mut self.ctx)).await;
         self.settle(result);
         if chunk.ask_after > 0 {
-            match self.pending_asks.iter_mut().find(|(s, _)| *s == sub) {
-                Some((_, n)) => *n += chunk.ask_after,
-                None => self.pending_asks.push((sub, chunk.ask_after)),
+            if let Some(up) = self.upstream.get(&sub) {
+                up.link.ask(sub, chunk.ask_after);
             }
         }
     }
@@ -556,13 +586,13 @@ impl<B: Behaviour> Runtime<B> {
             Inbox::Subscribe(request) => self.on_subscribe(*request).await,
             Inbox::Ask { sub, demand } => {
                 if self.downstream.contains_key(&sub) {
-                    self.owed += self.dispatcher.ask(sub, demand);
+                    self.owed = self.owed.saturating_add(self.dispatcher.ask(sub, demand));
                     self.demand_changed = true;
                 }
             }
             Inbox::DownstreamCancel { sub, reason } => {
                 if self.downstream.remove(&sub).is_some() {
-                    self.owed += self.dispatcher.cancel(sub);
+                    self.owed = self.owed.saturating_add(self.dispatcher.cancel(sub));
                     self.demand_changed = true;
                     let result = guard(
                         "handle_cancel",
@@ -619,7 +649,7 @@ impl<B: Behaviour> Runtime<B> {
                 if let Some(reply) = reply {
                     let _caller_gone = reply.send(Ok(sub));
                 }
-                self.owed += more;
+                self.owed = self.owed.saturating_add(more);
                 let result =
                     guard("handle_subscribe", self.behaviour.subscribe(Peer::Consumer(sub), &mut self.ctx))
                         .await
@@ -659,7 +689,11 @@ impl<B: Behaviour> Runtime<B> {
             Err(reason) => {
                 self.ctx.subscriptions.remove(&sub);
                 if let Some(reply) = reply {
-                    let _caller_gone = reply.send(Err(Error::Exited(reason.clone())));
+                    let error = match &reason {
+                        ExitReason::Failed(error) => (**error).clone(),
+                        other => Error::Exited(other.clone()),
+                    };
+                    let _caller_gone = reply.send(Err(error));
                 }
                 self.settle(Err(reason));
                 return;
@@ -698,7 +732,6 @@ impl<B: Behaviour> Runtime<B> {
         reason: ExitReason,
         inbox: &mut mpsc::UnboundedReceiver<Inbox<B::In, B::Out>>,
         mail: &mut mpsc::UnboundedReceiver<Mail<B::Message>>,
-        exit: ExitGuard,
     ) {
         inbox.close();
         mail.close();
@@ -708,7 +741,7 @@ impl<B: Behaviour> Runtime<B> {
         }
         // Published before peers hear of it, so a supervisor sees this stage stop before the
         // consumers that stop because of it.
-        exit.set(reason.clone());
+        self.exit_guard.set(reason.clone());
         // Queries already in the mailbox are answered; calls are dropped (their caller sees
         // the stop).
         while let Ok(mail) = mail.try_recv() {
@@ -729,7 +762,7 @@ impl<B: Behaviour> Runtime<B> {
                     if let Some(reply) = request.reply {
                         let _caller_gone = reply.send(Err(Error::StageStopped));
                     }
-                    request.link.down(request.sub, reason.clone());
+                    request.link.down(request.sub, Error::StageStopped.into());
                 }
                 Inbox::SubscribeTo { reply: Some(reply), .. } => {
                     let _caller_gone = reply.send(Err(Error::StageStopped));

@@ -1,10 +1,11 @@
 //! What every stage shares: the [`Context`] its callbacks get, and [`StageRef`], the handle
 //! others use to message it, stop it and wait for it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
 
 use crate::demand::DemandMode;
 use crate::error::{Error, ExitReason};
@@ -97,8 +98,10 @@ impl<M> Context<M> {
         self.subscriptions.get(&subscription).copied()
     }
 
-    /// Cancels one of this stage's subscriptions to a producer. The stage keeps running
-    /// whatever the subscription's cancel mode; `handle_cancel` is called.
+    /// Cancels a subscription: one of this stage's subscriptions to a producer (the stage
+    /// keeps running whatever the cancel mode), or a consumer's subscription to this producer
+    /// (the consumer is told, and reacts per its cancel mode as when its producer stops).
+    /// `handle_cancel` is called.
     pub fn cancel(&mut self, subscription: SubscriptionId) {
         self.commands.push(Command::Cancel(subscription));
     }
@@ -185,11 +188,12 @@ pub(crate) struct StageLink<M> {
     pub(crate) id: StageId,
     pub(crate) mail: mpsc::UnboundedSender<Mail<M>>,
     pub(crate) exit: watch::Receiver<Option<ExitReason>>,
+    pub(crate) abort: Arc<OnceLock<AbortHandle>>,
 }
 
 impl<M> Clone for StageLink<M> {
     fn clone(&self) -> Self {
-        StageLink { id: self.id, mail: self.mail.clone(), exit: self.exit.clone() }
+        StageLink { id: self.id, mail: self.mail.clone(), exit: self.exit.clone(), abort: self.abort.clone() }
     }
 }
 
@@ -266,7 +270,8 @@ impl<M: Send + 'static> StageRef<M> {
         self.mail(Mail::Info(request(Reply(tx))))?;
         let mut exit = self.link.with(|l| l.exit.clone());
         tokio::select! {
-            answer = rx => answer.map_err(|_| Error::NoReply),
+            // A stopping stage drops the calls still in its mailbox: say so.
+            answer = rx => answer.map_err(|_| if self.is_running() { Error::NoReply } else { Error::StageStopped }),
             _ = exit.wait_for(Option::is_some) => Err(Error::StageStopped),
         }
     }
@@ -333,6 +338,18 @@ impl<M: Send + 'static> StageRef<M> {
     /// Stops the stage with `reason` and waits until it has stopped.
     pub async fn stop_with(&self, reason: ExitReason) -> ExitReason {
         let _stopped_already = self.mail(Mail::Stop(reason));
+        self.wait().await
+    }
+
+    /// Stops the stage with [`ExitReason::Shutdown`]; if it has not stopped within `timeout`
+    /// (a callback that never returns), aborts its task. Its peers are told either way.
+    pub async fn stop_within(&self, timeout: std::time::Duration) -> ExitReason {
+        if let Ok(reason) = tokio::time::timeout(timeout, self.stop()).await {
+            return reason;
+        }
+        if let Some(task) = self.link.with(|l| l.abort.get().cloned()) {
+            task.abort();
+        }
         self.wait().await
     }
 

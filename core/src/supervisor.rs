@@ -1,6 +1,6 @@
 //! Supervision: restart stages that stop, with the strategies Erlang users know.
 //!
-//! Children start in the order they are added. The handles a [`Supervisor`] gives out follow
+//! Children start in the order they are added, as they are added. The handles a [`Supervisor`] gives out follow
 //! their child across restarts, so a restarted consumer re-subscribes to the restarted
 //! producer through the same handle (the role Erlang's registered names play).
 
@@ -61,7 +61,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A running instance of a child, as the supervisor sees it.
 trait Lifecycle: Send + Sync {
     fn wait(&self) -> BoxFuture<ExitReason>;
-    fn stop(&self) -> BoxFuture<ExitReason>;
+    fn stop(&self, timeout: Duration) -> BoxFuture<ExitReason>;
 }
 
 impl<M: Send + 'static> Lifecycle for StageRef<M> {
@@ -70,9 +70,9 @@ impl<M: Send + 'static> Lifecycle for StageRef<M> {
         Box::pin(async move { stage.wait().await })
     }
 
-    fn stop(&self) -> BoxFuture<ExitReason> {
+    fn stop(&self, timeout: Duration) -> BoxFuture<ExitReason> {
         let stage = self.clone();
-        Box::pin(async move { stage.stop().await })
+        Box::pin(async move { stage.stop_within(timeout).await })
     }
 }
 
@@ -114,13 +114,20 @@ pub struct Supervisor {
     strategy: Strategy,
     max_restarts: usize,
     max_seconds: Duration,
+    shutdown_timeout: Duration,
     children: Vec<Child>,
 }
 
 impl Supervisor {
     /// A supervisor with no children.
     pub fn new(strategy: Strategy) -> Self {
-        Supervisor { strategy, max_restarts: 3, max_seconds: Duration::from_secs(5), children: Vec::new() }
+        Supervisor {
+            strategy,
+            max_restarts: 3,
+            max_seconds: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            children: Vec::new(),
+        }
     }
 
     /// At most this many restarts in `max_seconds` (default 3).
@@ -132,6 +139,13 @@ impl Supervisor {
     /// The period of the restart intensity (default 5 s).
     pub fn max_seconds(mut self, max_seconds: Duration) -> Self {
         self.max_seconds = max_seconds;
+        self
+    }
+
+    /// How long a child may take to stop before its task is aborted (default 5 s, Erlang's
+    /// `shutdown`).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 
@@ -334,14 +348,15 @@ impl Supervisor {
         for child in self.children[range].iter_mut().rev() {
             child.generation += 1;
             if let Some(current) = child.current.take() {
-                current.stop().await;
+                current.stop(self.shutdown_timeout).await;
             }
         }
     }
 }
 
-/// A running [`Supervisor`].
+/// A running [`Supervisor`]. Dropping it stops the supervisor and its children, last first.
 #[derive(Debug)]
+#[must_use = "dropping the handle stops the supervisor and its children"]
 pub struct SupervisorHandle {
     stop: mpsc::UnboundedSender<ExitReason>,
     exit: watch::Receiver<Option<ExitReason>>,

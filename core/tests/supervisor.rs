@@ -248,3 +248,41 @@ async fn temporary_children_are_not_restarted() -> Result<(), Error> {
     drop(events);
     Ok(())
 }
+
+/// Never returns from `handle_events`.
+struct Stuck;
+
+impl Consumer for Stuck {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        _: Vec<u64>,
+        _: SubscriptionId,
+        _: &mut Context,
+    ) -> Result<(), BoxError> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_does_not_stop_in_time_is_aborted() -> Result<(), Error> {
+    let mut supervisor = Supervisor::new(Strategy::OneForOne).shutdown_timeout(Duration::from_secs(2));
+    let producer = supervisor.producer(Restart::Permanent, || {
+        (Numbers { next: Arc::new(AtomicU64::new(0)), end: u64::MAX, fail_at: None }, ProducerOptions::new())
+    })?;
+    let p = producer.clone();
+    let stuck = supervisor.consumer(Restart::Permanent, move || {
+        (Stuck, ConsumerOptions::new().subscribe_to(&p, SubscribeOptions::new()))
+    })?;
+    let running = supervisor.start()?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let started = tokio::time::Instant::now();
+    within(running.stop()).await;
+    assert!(started.elapsed() >= Duration::from_secs(2), "it waited for the shutdown timeout");
+    assert!(!stuck.is_running());
+    assert!(!producer.is_running());
+    Ok(())
+}

@@ -308,7 +308,9 @@ async fn a_panic_in_handle_subscribe_refuses_the_subscription_and_fails_the_cons
         within("the subscription", consumer.consumer().subscribe_to(&producer, SubscribeOptions::new()))
             .await;
     match refused {
-        Err(Error::Exited(reason)) => assert_panicked_in(&reason, "handle_subscribe"),
+        Err(error @ Error::Panicked { callback: "handle_subscribe", .. }) => {
+            assert!(error.to_string().contains("panicked on purpose"), "{error}");
+        }
         other => panic!("expected the subscription to fail, got {other:?}"),
     }
     assert_panicked_in(&within("the consumer", consumer.wait()).await, "handle_subscribe");
@@ -398,5 +400,51 @@ async fn stop_and_messages_get_through_while_events_keep_flowing() -> Result<(),
         .expect("stop hangs while events keep arriving");
     assert!(matches!(reason, ExitReason::Shutdown));
     producer.stop().await;
+    Ok(())
+}
+
+/// Emits more than asked, and panics when the buffer overflows.
+struct Overflowing;
+
+impl weir_core::Producer for Overflowing {
+    type Event = u64;
+    type Message = ();
+
+    async fn handle_demand(&mut self, _demand: usize, _ctx: &mut Context) -> Result<Vec<u64>, BoxError> {
+        Ok((0..100).collect())
+    }
+
+    fn handle_discarded(&mut self, _discarded: usize, _buffered: usize) -> bool {
+        panic!("handle_discarded panicked on purpose")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_outside_the_async_callbacks_still_tells_the_peers() -> Result<(), Error> {
+    let producer = start_producer(Overflowing, ProducerOptions::new().buffer_size(10))?;
+    let consumer = start_consumer(
+        Sink,
+        ConsumerOptions::new().subscribe_to(&producer, SubscribeOptions::new().max_demand(5)),
+    )?;
+    let reason = within("the consumer", consumer.wait()).await;
+    assert!(reason.is_failure(), "the consumer sees its producer fail: {reason}");
+    assert!(within("the producer", producer.wait()).await.is_failure());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_producer_kept_busy_by_a_selector_still_stops() -> Result<(), Error> {
+    let producer = start_producer(
+        Endless(0),
+        ProducerOptions::new().dispatcher(weir_core::dispatcher::BroadcastDispatcher::new()),
+    )?;
+    let consumer = start_consumer(
+        Sink,
+        ConsumerOptions::new().subscribe_to(&producer, SubscribeOptions::new().selector(|_: &u64| false)),
+    )?;
+    tokio::task::yield_now().await;
+    // Every event is filtered out and asked for again: the producer never runs out of work.
+    assert!(matches!(within("the producer", producer.stop()).await, ExitReason::Shutdown));
+    within("the consumer", consumer.wait()).await;
     Ok(())
 }

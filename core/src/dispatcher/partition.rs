@@ -14,6 +14,8 @@ type HashFn<T> = Box<dyn Fn(T) -> Option<(T, usize)> + Send>;
 /// The hash function returns the event (possibly rewritten) and its partition, or `None` to
 /// drop it. Events for a partition without demand wait inside the dispatcher until its
 /// consumer asks; the producer is asked only for as many events as consumers asked for.
+/// So every partition needs a consumer, as in GenStage: events routed to a partition nobody
+/// consumes use up demand the other partitions asked for, and a pipeline can stall on them.
 ///
 /// # Examples
 ///
@@ -114,7 +116,13 @@ impl<T: Send + 'static> PartitionDispatcher<T> {
             let (event, key) = hash(event)?;
             match key.into() {
                 PartitionKey::Index(i) => Some((event, i)),
-                PartitionKey::Name(n) => lookup.iter().position(|x| *x == n).map(|i| (event, i)),
+                PartitionKey::Name(n) => match lookup.iter().position(|x| *x == n) {
+                    Some(i) => Some((event, i)),
+                    None => {
+                        tracing::warn!(partition = %n, "hash returned an unknown partition; event dropped");
+                        None
+                    }
+                },
             }
         })?;
         d.names = Some(names);
@@ -226,6 +234,8 @@ impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
         0
     }
 
+    /// Events waiting for their partition's consumer to ask, or to subscribe: a finishing
+    /// producer waits for them.
     fn buffered(&self) -> usize {
         self.partitions.iter().map(|p| p.queue.len()).sum()
     }
