@@ -158,6 +158,8 @@ pub(crate) fn spawn<B: Behaviour>(
         demand_changed: false,
         exit: None,
         timers: JoinSet::new(),
+        asks: Vec::new(),
+        chunks_since_ask: 0,
         exit_guard: ExitGuard(Some(exit_tx)),
     };
     let task = rt.spawn(async move {
@@ -216,8 +218,14 @@ struct Runtime<B: Behaviour> {
     demand_changed: bool,
     exit: Option<ExitReason>,
     timers: JoinSet<B::Message>,
+    /// Asks owed upstream for chunks handled in this drive, one entry per subscription.
+    asks: Vec<(SubscriptionId, usize)>,
+    chunks_since_ask: usize,
     exit_guard: ExitGuard,
 }
+
+/// Handled chunks whose asks may travel together.
+const ASK_EVERY: usize = 4;
 
 /// If the task ends without `terminate` (a panic outside a callback, or an abort), peers
 /// still learn that the stage failed, so none waits for it forever.
@@ -482,9 +490,13 @@ impl<B: Behaviour> Runtime<B> {
                 }
                 Kind::Consumer if !self.queued.is_empty() => self.handle_chunk().await,
                 _ if self.check_finishing() => {}
-                _ => return false,
+                _ => {
+                    self.send_asks();
+                    return false;
+                }
             }
         }
+        self.send_asks();
         true
     }
 
@@ -531,8 +543,24 @@ impl<B: Behaviour> Runtime<B> {
         let result = guard("handle_events", self.behaviour.events(chunk.events, sub, &mut self.ctx)).await;
         self.settle(result);
         if chunk.ask_after > 0 {
+            match self.asks.iter_mut().find(|(s, _)| *s == sub) {
+                Some((_, n)) => *n += chunk.ask_after,
+                None => self.asks.push((sub, chunk.ask_after)),
+            }
+            self.chunks_since_ask += 1;
+            // Asks of chunks handled together travel as one message, but a backlog does not
+            // hold them back for long: the producer works while this stage catches up.
+            if self.chunks_since_ask >= ASK_EVERY {
+                self.send_asks();
+            }
+        }
+    }
+
+    fn send_asks(&mut self) {
+        self.chunks_since_ask = 0;
+        for (sub, demand) in self.asks.drain(..) {
             if let Some(up) = self.upstream.get(&sub) {
-                up.link.ask(sub, chunk.ask_after);
+                up.link.ask(sub, demand);
             }
         }
     }
