@@ -53,6 +53,9 @@ pub enum Error {
     /// The same consumer subscribed twice to a broadcast dispatcher.
     #[error("consumer is already subscribed to this broadcast producer")]
     AlreadySubscribed,
+    /// A dispatcher refused a subscription for its own reason (for dispatchers users write).
+    #[error("subscription refused: {0}")]
+    Refused(String),
     /// The stage dropped a call's reply without answering.
     #[error("the stage dropped the reply to a call without answering")]
     NoReply,

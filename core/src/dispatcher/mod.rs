@@ -70,6 +70,7 @@ pub trait Dispatcher<T>: Send + 'static {
     /// # Errors
     ///
     /// An error rejects the subscription (e.g. a taken partition); the consumer is told why.
+    /// A dispatcher of your own refuses with [`Error::Refused`].
     fn subscribe(&mut self, consumer: Downstream<T>) -> Result<usize, Error>;
 
     /// A consumer left. Returns the demand to forward.
