@@ -70,7 +70,7 @@ pub use into_stream::{stream, stream_all, ConsumerStream};
 pub use producer::{start_producer, Producer, ProducerOptions};
 pub use producer_consumer::{start_producer_consumer, ProducerConsumer, ProducerConsumerOptions};
 pub use runtime::Peer;
-pub use stage::{Context, Reply, StageRef};
+pub use stage::{AnyStageRef, Context, Reply, StageRef};
 pub use subscription::{
     AskMode, CancelMode, PartitionKey, Selector, StageId, SubscribeOptions, SubscriptionId,
 };

@@ -188,6 +188,13 @@ impl Drop for ExitGuard {
     }
 }
 
+/// What a stage has received and not yet handled, in the order it arrived.
+enum Queued<T> {
+    Chunk(SubscriptionId, Chunk<T>),
+    /// The normal end of a subscription, behind the events it sent before it.
+    Down(SubscriptionId, CancelMode, ExitReason),
+}
+
 struct Upstream<T> {
     link: Arc<dyn ProducerLink<T>>,
     demand: DemandState,
@@ -202,7 +209,7 @@ struct Runtime<B: Behaviour> {
     inbox_tx: mpsc::UnboundedSender<Inbox<B::In, B::Out>>,
     upstream: FxHashMap<SubscriptionId, Upstream<B::In>>,
     /// Received chunks not yet handled (a producer-consumer waits for downstream demand).
-    queued: VecDeque<(SubscriptionId, Chunk<B::In>)>,
+    queued: VecDeque<Queued<B::In>>,
     downstream: FxHashMap<SubscriptionId, Downstream<B::Out>>,
     dispatcher: Box<dyn Dispatcher<B::Out>>,
     buffer: Buffer<B::Out, B::Message>,
@@ -358,14 +365,15 @@ impl<B: Behaviour> Runtime<B> {
                 }
                 Command::SetDemandMode(mode) => self.ctx.demand_mode = mode,
                 Command::Finish => match B::KIND {
-                    Kind::Consumer => {
-                        self.finishing.get_or_insert(ExitReason::Normal);
-                    }
-                    _ => {
+                    Kind::Producer => {
                         if !self.finish_queued {
                             self.finish_queued = true;
                             self.buffer.push_marker(Marker::Finish);
                         }
+                    }
+                    // Stages that consume first handle what they have received.
+                    Kind::ProducerConsumer | Kind::Consumer => {
+                        self.finishing.get_or_insert(ExitReason::Normal);
                     }
                 },
                 Command::Stop(reason) => self.fail(reason),
@@ -483,6 +491,13 @@ impl<B: Behaviour> Runtime<B> {
                 }
                 // Only while what it emits can leave: otherwise its buffer, and its asks
                 // upstream, would grow without its consumers' demand.
+                Kind::ProducerConsumer | Kind::Consumer
+                    if matches!(self.queued.front(), Some(Queued::Down(..))) =>
+                {
+                    if let Some(Queued::Down(sub, cancel, reason)) = self.queued.pop_front() {
+                        self.upstream_down(sub, cancel, reason).await;
+                    }
+                }
                 Kind::ProducerConsumer
                     if forwarding && self.owed > 0 && self.buffer.len() == 0 && !self.queued.is_empty() =>
                 {
@@ -537,7 +552,7 @@ impl<B: Behaviour> Runtime<B> {
     }
 
     async fn handle_chunk(&mut self) {
-        let Some((sub, chunk)) = self.queued.pop_front() else {
+        let Some(Queued::Chunk(sub, chunk)) = self.queued.pop_front() else {
             return;
         };
         let result = guard("handle_events", self.behaviour.events(chunk.events, sub, &mut self.ctx)).await;
@@ -601,14 +616,20 @@ impl<B: Behaviour> Runtime<B> {
                     return;
                 };
                 let queued = &mut self.queued;
-                let excess = up.demand.receive_into(events, |c| queued.push_back((sub, c)));
+                let excess = up.demand.receive_into(events, |c| queued.push_back(Queued::Chunk(sub, c)));
                 if excess > 0 {
                     tracing::error!(stage = %self.name, %sub, excess, "received more events than asked for");
                 }
             }
             Inbox::UpstreamDown { sub, reason } => {
                 if let Some(up) = self.upstream.remove(&sub) {
-                    self.upstream_down(sub, up.cancel, reason).await;
+                    // A normal end waits behind the events received before it (a reducer
+                    // emits its state on it); a failure acts at once.
+                    if reason.is_failure() || self.queued.is_empty() {
+                        self.upstream_down(sub, up.cancel, reason).await;
+                    } else {
+                        self.queued.push_back(Queued::Down(sub, up.cancel, reason));
+                    }
                 }
             }
             Inbox::Subscribe(request) => self.on_subscribe(*request).await,

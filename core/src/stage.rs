@@ -367,4 +367,82 @@ impl<M: Send + 'static> StageRef<M> {
     pub fn is_running(&self) -> bool {
         self.link.with(|l| l.exit.borrow().is_none())
     }
+
+    /// A handle to this instance that forgets the message type.
+    pub fn to_any(&self) -> AnyStageRef {
+        AnyStageRef(Arc::new(self.pinned()))
+    }
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// What [`AnyStageRef`] needs of a stage, whatever its message type.
+trait Lifecycle: Send + Sync {
+    fn wait(&self) -> BoxFuture<ExitReason>;
+    fn stop_within(&self, timeout: std::time::Duration) -> BoxFuture<ExitReason>;
+    fn is_running(&self) -> bool;
+}
+
+impl<M: Send + 'static> Lifecycle for StageRef<M> {
+    fn wait(&self) -> BoxFuture<ExitReason> {
+        let stage = self.clone();
+        Box::pin(async move { stage.wait().await })
+    }
+
+    fn stop_within(&self, timeout: std::time::Duration) -> BoxFuture<ExitReason> {
+        let stage = self.clone();
+        Box::pin(async move { stage.stop_within(timeout).await })
+    }
+
+    fn is_running(&self) -> bool {
+        StageRef::is_running(self)
+    }
+}
+
+/// A handle to a stage of any message type: wait for it or stop it. What supervisors and
+/// flows keep of the stages they run.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weir_core::Error> {
+/// use weir_core::{from_enumerable, start_producer, AnyStageRef, ProducerOptions};
+///
+/// let producer = start_producer(from_enumerable(0..10u8), ProducerOptions::new())?;
+/// let any: AnyStageRef = producer.to_any();
+/// assert!(any.is_running());
+/// any.stop().await;
+/// assert!(!any.is_running());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AnyStageRef(Arc<dyn Lifecycle>);
+
+impl std::fmt::Debug for AnyStageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyStageRef").field("running", &self.is_running()).finish()
+    }
+}
+
+impl AnyStageRef {
+    /// Waits until the stage stops, and tells why.
+    pub async fn wait(&self) -> ExitReason {
+        self.0.wait().await
+    }
+
+    /// Stops the stage with [`ExitReason::Shutdown`] and waits until it has stopped.
+    pub async fn stop(&self) -> ExitReason {
+        self.0.stop_within(Duration::MAX).await
+    }
+
+    /// Like [`StageRef::stop_within`]: stops the stage, aborting it after `timeout`.
+    pub async fn stop_within(&self, timeout: Duration) -> ExitReason {
+        self.0.stop_within(timeout).await
+    }
+
+    /// Whether the stage is running.
+    pub fn is_running(&self) -> bool {
+        self.0.is_running()
+    }
 }

@@ -19,7 +19,7 @@ use crate::error::{Error, ExitReason};
 use crate::handle::{ConsumerHandle, ProducerConsumerHandle, ProducerHandle};
 use crate::producer::{start_producer, Producer, ProducerOptions};
 use crate::producer_consumer::{start_producer_consumer, ProducerConsumer, ProducerConsumerOptions};
-use crate::stage::StageRef;
+use crate::stage::AnyStageRef;
 
 /// Which children restart when one stops and must be restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,31 +58,13 @@ impl Restart {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// A running instance of a child, as the supervisor sees it.
-trait Lifecycle: Send + Sync {
-    fn wait(&self) -> BoxFuture<ExitReason>;
-    fn stop(&self, timeout: Duration) -> BoxFuture<ExitReason>;
-}
-
-impl<M: Send + 'static> Lifecycle for StageRef<M> {
-    fn wait(&self) -> BoxFuture<ExitReason> {
-        let stage = self.clone();
-        Box::pin(async move { stage.wait().await })
-    }
-
-    fn stop(&self, timeout: Duration) -> BoxFuture<ExitReason> {
-        let stage = self.clone();
-        Box::pin(async move { stage.stop_within(timeout).await })
-    }
-}
-
 /// Starts a new instance of a child and re-points the child's handles at it.
-type Restarter = Box<dyn Fn() -> Result<Box<dyn Lifecycle>, Error> + Send + Sync>;
+type Restarter = Box<dyn Fn() -> Result<AnyStageRef, Error> + Send + Sync>;
 
 struct Child {
     restart: Restart,
     start: Restarter,
-    current: Option<Box<dyn Lifecycle>>,
+    current: Option<AnyStageRef>,
     /// Bumped when the supervisor stops or restarts the child, so stale exits are ignored.
     generation: u64,
 }
@@ -154,7 +136,7 @@ impl Supervisor {
         restart: Restart,
         start: impl Fn() -> Result<H, Error> + Send + Sync + 'static,
         rebind: impl Fn(&H, &H) + Send + Sync + 'static,
-        lifecycle: impl Fn(&H) -> Box<dyn Lifecycle> + Send + Sync + 'static,
+        lifecycle: impl Fn(&H) -> AnyStageRef + Send + Sync + 'static,
     ) -> Result<H, Error> {
         let first = start()?;
         let current = lifecycle(&first);
@@ -188,7 +170,7 @@ impl Supervisor {
                 stable.stage.rebind(&next.stage);
                 stable.producer.rebind(&next.producer);
             },
-            |h| Box::new(h.stage.pinned()),
+            |h| h.stage.to_any(),
         )
     }
 
@@ -214,7 +196,7 @@ impl Supervisor {
                 stable.producer.rebind(&next.producer);
                 stable.consumer.rebind(&next.consumer);
             },
-            |h| Box::new(h.stage.pinned()),
+            |h| h.stage.to_any(),
         )
     }
 
@@ -239,7 +221,7 @@ impl Supervisor {
                 stable.stage.rebind(&next.stage);
                 stable.consumer.rebind(&next.consumer);
             },
-            |h| Box::new(h.stage.pinned()),
+            |h| h.stage.to_any(),
         )
     }
 
@@ -338,8 +320,8 @@ impl Supervisor {
         child.generation += 1;
         let generation = child.generation;
         if let Some(current) = &child.current {
-            let wait = current.wait();
-            exits.push(Box::pin(async move { (i, generation, wait.await) }));
+            let current = current.clone();
+            exits.push(Box::pin(async move { (i, generation, current.wait().await) }));
         }
     }
 
@@ -348,7 +330,7 @@ impl Supervisor {
         for child in self.children[range].iter_mut().rev() {
             child.generation += 1;
             if let Some(current) = child.current.take() {
-                current.stop(self.shutdown_timeout).await;
+                current.stop_within(self.shutdown_timeout).await;
             }
         }
     }
