@@ -1,0 +1,670 @@
+//! The lazy flow: a plan of layers, turned into running stages by a terminal call.
+
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use futures::{Stream, StreamExt};
+use weir_core::dispatcher::PartitionDispatcher;
+use weir_core::{
+    from_enumerable, from_stream, start_producer, start_producer_consumer, stream_all, AnyStageRef,
+    AsProducer, CancelMode, ConsumerStream, DemandMode, PartitionKey, ProducerConsumer,
+    ProducerConsumerOptions, ProducerHandle, ProducerOptions, ProducerRef, SubscribeOptions,
+};
+
+use crate::error::Error;
+use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, Op};
+use crate::partition::Partition;
+use crate::stage::{MapStage, ReduceStage};
+
+/// For each stage of a layer, the producers (and partitions) it subscribes to.
+type Plan<T> = Vec<Vec<(ProducerRef<T>, Option<PartitionKey>)>>;
+
+/// Starts everything before a layer, given how many stages the layer has.
+type Upstream<T> = Box<dyn FnOnce(usize, Running) -> BoxFuture<'static, Result<Plan<T>, Error>> + Send>;
+
+/// What a flow started: every stage, so a finished or failed flow stops them all, and how to
+/// release its sources, which hold their events until every stage has subscribed (so a
+/// short source cannot finish before the last stage subscribes).
+#[derive(Clone, Default)]
+struct Running(Arc<Mutex<Started>>);
+
+#[derive(Default)]
+struct Started {
+    stages: Vec<AnyStageRef>,
+    sources: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Running {
+    fn stage(&self, stage: AnyStageRef) {
+        self.with(|s| s.stages.push(stage));
+    }
+
+    fn source<E: Send + 'static, M: Send + 'static>(&self, producer: &ProducerHandle<E, M>) {
+        let stage = producer.stage().clone();
+        self.with(|s| {
+            s.stages.push(stage.to_any());
+            s.sources.push(Box::new(move || {
+                let _finished_already = stage.set_demand_mode(DemandMode::Forward);
+            }));
+        });
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Started) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    fn release_sources(&self) {
+        for release in self.with(|s| std::mem::take(&mut s.sources)) {
+            release();
+        }
+    }
+
+    fn stop_all(&self) {
+        for stage in self.with(|s| std::mem::take(&mut s.stages)) {
+            if stage.is_running() {
+                tokio::spawn(async move { stage.stop().await });
+            }
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+}
+
+/// A lazy, parallel dataflow: sources, then layers of stages running fused operations.
+///
+/// Nothing runs until a terminal call ([`collect`](Flow::collect), [`run`](Flow::run),
+/// [`into_stream`](Flow::into_stream)). Mappers (`map`, `filter`, `flat_map`...) fuse into the
+/// stages of the current layer; [`partition`](Flow::partition) starts a new layer whose
+/// stages each get the events of one partition, and [`reduce`](Flow::reduce) folds each
+/// stage's events into a state emitted when the input ends. Order is not kept across stages.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use std::collections::HashMap;
+/// use weir_flow::{Flow, Partition};
+///
+/// let lines = vec!["a b a", "b a c"];
+/// let mut counts: Vec<(String, usize)> = Flow::from_enumerable(lines)
+///     .flat_map(|line: &str| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+///     .partition(Partition::new().key(|word: &String| word.clone()))
+///     .reduce(HashMap::new, |word, mut counts: HashMap<String, usize>| {
+///         *counts.entry(word).or_default() += 1;
+///         counts
+///     })
+///     .collect()
+///     .await?;
+/// counts.sort();
+/// assert_eq!(counts, vec![("a".into(), 3), ("b".into(), 2), ("c".into(), 1)]);
+/// # Ok(()) }
+/// ```
+#[must_use = "flows do nothing unless run"]
+pub struct Flow<T, O = Identity<T>> {
+    upstream: Upstream<T>,
+    op: O,
+    stages: usize,
+    max_demand: usize,
+}
+
+impl<T: Send + 'static> Flow<T> {
+    fn source(upstream: Upstream<T>) -> Self {
+        Flow { upstream, op: Identity::new(), stages: cores(), max_demand: 1000 }
+    }
+
+    fn plan_all(producers: &[ProducerRef<T>], stages: usize) -> Plan<T> {
+        (0..stages).map(|_| producers.iter().map(|p| (p.clone(), None)).collect()).collect()
+    }
+
+    /// A flow over the items of an iterator (Flow's `from_enumerable`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let mut squares: Vec<u64> = Flow::from_enumerable(1..=4u64).map(|x| x * x).collect().await?;
+    /// squares.sort();
+    /// assert_eq!(squares, vec![1, 4, 9, 16]);
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "from_iter")]
+    pub fn from_enumerable<I>(items: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::from_enumerables([items])
+    }
+
+    /// A flow over several iterators, read in parallel (one producer each).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let total: Vec<u32> = Flow::from_enumerables([0..10u32, 10..20]).collect().await?;
+    /// assert_eq!(total.len(), 20);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_enumerables<I>(sources: impl IntoIterator<Item = I>) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        let sources: Vec<I::IntoIter> = sources.into_iter().map(IntoIterator::into_iter).collect();
+        Self::source(Box::new(move |stages, running| {
+            Box::pin(async move {
+                let mut producers = Vec::new();
+                for items in sources {
+                    let options = ProducerOptions::new().demand(DemandMode::Accumulate);
+                    let producer = start_producer(from_enumerable(items), options)?;
+                    running.source(&producer);
+                    producers.push(producer.producer().clone());
+                }
+                Ok(Self::plan_all(&producers, stages))
+            })
+        }))
+    }
+
+    /// A flow over the items of a `futures::Stream`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let items: Vec<u8> = Flow::from_stream(futures::stream::iter(0..5u8)).collect().await?;
+    /// assert_eq!(items.len(), 5);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_stream<S>(items: S) -> Self
+    where
+        S: Stream<Item = T> + Send + 'static,
+    {
+        Self::source(Box::new(move |stages, running| {
+            Box::pin(async move {
+                let options = ProducerOptions::new().demand(DemandMode::Accumulate);
+                let producer = start_producer(from_stream(items), options)?;
+                running.source(&producer);
+                Ok(Self::plan_all(&[producer.producer().clone()], stages))
+            })
+        }))
+    }
+
+    /// A flow over running producers; it ends when they all finish.
+    ///
+    /// Start them in [`DemandMode::Accumulate`]: the flow switches them to forward once all
+    /// its stages have subscribed, so a short producer cannot finish before the last stage
+    /// subscribes (Flow's advice for `from_stages`). They are stopped with the flow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_core::{from_enumerable, start_producer, DemandMode, ProducerOptions};
+    /// use weir_flow::Flow;
+    ///
+    /// let options = ProducerOptions::new().demand(DemandMode::Accumulate);
+    /// let numbers = start_producer(from_enumerable(0..100u32), options)?;
+    /// let evens: Vec<u32> = Flow::from_stages([numbers]).filter(|x| x % 2 == 0).collect().await?;
+    /// assert_eq!(evens.len(), 50);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_stages<M: Send + 'static>(producers: impl IntoIterator<Item = ProducerHandle<T, M>>) -> Self {
+        let producers: Vec<ProducerHandle<T, M>> = producers.into_iter().collect();
+        Self::source(Box::new(move |stages, running| {
+            Box::pin(async move {
+                for producer in &producers {
+                    running.source(producer);
+                }
+                let refs: Vec<ProducerRef<T>> = producers.iter().map(|p| p.producer().clone()).collect();
+                Ok(Self::plan_all(&refs, stages))
+            })
+        }))
+    }
+}
+
+impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
+    fn with<P: Op<T>>(self, op: impl FnOnce(O) -> P) -> Flow<T, P> {
+        Flow { upstream: self.upstream, op: op(self.op), stages: self.stages, max_demand: self.max_demand }
+    }
+
+    /// How many stages run this layer (default: one per core).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// // One stage keeps the source's order.
+    /// let in_order: Vec<u8> = Flow::from_enumerable(0..5u8).stages(1).collect().await?;
+    /// assert_eq!(in_order, vec![0, 1, 2, 3, 4]);
+    /// # Ok(()) }
+    /// ```
+    pub fn stages(mut self, stages: usize) -> Self {
+        self.stages = stages;
+        self
+    }
+
+    /// The `max_demand` of this layer's stages towards their producers (default 1000).
+    pub fn max_demand(mut self, max_demand: usize) -> Self {
+        self.max_demand = max_demand;
+        self
+    }
+
+    /// Applies `f` to every event.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let lengths: Vec<usize> = Flow::from_enumerable(["a", "bb"]).map(str::len).stages(1).collect().await?;
+    /// assert_eq!(lengths, vec![1, 2]);
+    /// # Ok(()) }
+    /// ```
+    pub fn map<U, F>(self, f: F) -> Flow<T, Map<O, F>>
+    where
+        F: FnMut(O::Out) -> U + Clone + Send + 'static,
+        U: Send + 'static,
+    {
+        self.with(|inner| Map { inner, f })
+    }
+
+    /// Keeps the events `keep` accepts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let big: Vec<u8> = Flow::from_enumerable(0..10u8).filter(|x| *x > 7).stages(1).collect().await?;
+    /// assert_eq!(big, vec![8, 9]);
+    /// # Ok(()) }
+    /// ```
+    pub fn filter<F>(self, keep: F) -> Flow<T, Filter<O, F>>
+    where
+        F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
+    {
+        self.with(|inner| Filter { inner, keep, when: true })
+    }
+
+    /// Drops the events `drop` accepts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let small: Vec<u8> = Flow::from_enumerable(0..10u8).reject(|x| *x > 1).stages(1).collect().await?;
+    /// assert_eq!(small, vec![0, 1]);
+    /// # Ok(()) }
+    /// ```
+    pub fn reject<F>(self, drop: F) -> Flow<T, Filter<O, F>>
+    where
+        F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
+    {
+        self.with(|inner| Filter { inner, keep: drop, when: false })
+    }
+
+    /// Maps and keeps the `Some`s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let numbers: Vec<u8> = Flow::from_enumerable(["1", "x", "3"]).filter_map(|s| s.parse::<u8>().ok()).stages(1).collect().await?;
+    /// assert_eq!(numbers, vec![1, 3]);
+    /// # Ok(()) }
+    /// ```
+    pub fn filter_map<U, F>(self, f: F) -> Flow<T, FilterMap<O, F>>
+    where
+        F: FnMut(O::Out) -> Option<U> + Clone + Send + 'static,
+        U: Send + 'static,
+    {
+        self.with(|inner| FilterMap { inner, f })
+    }
+
+    /// Replaces every event by the items `f` returns for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let chars: Vec<char> = Flow::from_enumerable(["ab", "c"]).flat_map(|s: &str| s.chars().collect::<Vec<_>>()).stages(1).collect().await?;
+    /// assert_eq!(chars, vec!['a', 'b', 'c']);
+    /// # Ok(()) }
+    /// ```
+    pub fn flat_map<I, F>(self, f: F) -> Flow<T, FlatMap<O, F>>
+    where
+        F: FnMut(O::Out) -> I + Clone + Send + 'static,
+        I: IntoIterator,
+        I::Item: Send + 'static,
+    {
+        self.with(|inner| FlatMap { inner, f })
+    }
+
+    /// Calls `f` on every event, passing it on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let items: Vec<u8> = Flow::from_enumerable(0..3u8).inspect(|x| println!("saw {x}")).collect().await?;
+    /// assert_eq!(items.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn inspect<F>(self, f: F) -> Flow<T, Inspect<O, F>>
+    where
+        F: FnMut(&O::Out) + Clone + Send + 'static,
+    {
+        self.with(|inner| Inspect { inner, f })
+    }
+
+    /// Starts this layer's stages, each running `make()`, fed per the upstream's plan.
+    async fn start_layer<S>(
+        upstream: Upstream<T>,
+        stages: usize,
+        max_demand: usize,
+        running: Running,
+        make: impl Fn() -> Result<(S, ProducerConsumerOptions<T, S::Out>), Error>,
+    ) -> Result<Vec<ProducerRef<S::Out>>, Error>
+    where
+        S: ProducerConsumer<In = T, Message = ()>,
+    {
+        if stages == 0 {
+            return Err(Error::InvalidOption {
+                option: "stages",
+                value: "0".into(),
+                rule: "must be greater than 0".into(),
+            });
+        }
+        let plan = upstream(stages, running.clone()).await?;
+        let mut refs = Vec::with_capacity(stages);
+        for subscriptions in plan {
+            let (stage, options) = make()?;
+            let handle = start_producer_consumer(stage, options)?;
+            running.stage(handle.to_any());
+            for (producer, partition) in subscriptions {
+                // Transient: a stage outlives the first of its producers to finish, and
+                // finishes after the last (see `stage.rs`); a failure still stops it.
+                let mut subscribe =
+                    SubscribeOptions::new().max_demand(max_demand).cancel(CancelMode::Transient);
+                if let Some(partition) = partition {
+                    subscribe = subscribe.partition(partition);
+                }
+                handle.consumer().subscribe_to(&producer, subscribe).await?;
+            }
+            refs.push(handle.producer().clone());
+        }
+        Ok(refs)
+    }
+
+    /// Ends this layer: a new layer of stages, each receiving the events of one partition.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// // Two stages; each number goes to the stage of its parity.
+    /// let parities: Vec<u64> = Flow::from_enumerable(0..10u64)
+    ///     .partition(Partition::new().stages(2).hash(|n: &u64| Some(*n as usize)))
+    ///     .reduce(|| vec![0u64], |n, acc: Vec<u64>| vec![acc[0] + n])
+    ///     .collect()
+    ///     .await?;
+    /// let mut sums = parities;
+    /// sums.sort();
+    /// assert_eq!(sums, vec![20, 25]);
+    /// # Ok(()) }
+    /// ```
+    pub fn partition(self, partition: Partition<O::Out>) -> Flow<O::Out>
+    where
+        O::Out: Hash,
+    {
+        let Flow { upstream, op, stages, max_demand } = self;
+        let route = partition.route();
+        let next_stages = partition.stages.unwrap_or_else(cores);
+        let next: Upstream<O::Out> = Box::new(move |n, running| {
+            Box::pin(async move {
+                let refs = Self::start_layer(upstream, stages, max_demand, running, move || {
+                    let route = route.clone();
+                    let dispatcher =
+                        PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;
+                    Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new().dispatcher(dispatcher)))
+                })
+                .await?;
+                Ok((0..n)
+                    .map(|j| refs.iter().map(|r| (r.clone(), Some(PartitionKey::Index(j)))).collect())
+                    .collect())
+            })
+        });
+        Flow {
+            upstream: next,
+            op: Identity::new(),
+            stages: next_stages,
+            max_demand: partition.max_demand.unwrap_or(1000),
+        }
+    }
+
+    /// Folds each stage's events into a state, starting from `init()`, and emits the items
+    /// of every stage's state when its input ends (Flow's `reduce` with `emit(:events)`).
+    /// After a `partition` by key, each key's events meet in one state.
+    pub fn reduce<A, I, R>(self, init: I, reducer: R) -> Flow<A::Item>
+    where
+        A: IntoIterator + Send + 'static,
+        A::Item: Send + 'static,
+        I: Fn() -> A + Send + 'static,
+        R: FnMut(O::Out, A) -> A + Clone + Send + 'static,
+    {
+        let Flow { upstream, op, stages, max_demand } = self;
+        let next: Upstream<A::Item> = Box::new(move |n, running| {
+            Box::pin(async move {
+                let refs = Self::start_layer(upstream, stages, max_demand, running, move || {
+                    Ok((
+                        ReduceStage::new(op.clone(), init(), reducer.clone()),
+                        ProducerConsumerOptions::new(),
+                    ))
+                })
+                .await?;
+                Ok(Flow::<A::Item>::plan_all(&refs, n))
+            })
+        });
+        Flow { upstream: next, op: Identity::new(), stages, max_demand }
+    }
+
+    /// Starts the flow and returns its results as a stream; dropping the stream stops it.
+    ///
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use futures::StreamExt;
+    /// use weir_flow::Flow;
+    ///
+    /// let mut results = Flow::from_enumerable(0..u64::MAX).into_stream().await?;
+    /// let first = results.next().await;
+    /// assert!(first.is_some());
+    /// drop(results); // stops the flow, though its source is far from done
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for invalid options, [`Error::Stage`] if a stage cannot start.
+    pub async fn into_stream(self) -> Result<FlowStream<O::Out>, Error> {
+        let Flow { upstream, op, stages, max_demand } = self;
+        let running = Running::default();
+        let started = Self::start_layer(upstream, stages, max_demand, running.clone(), move || {
+            Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new()))
+        })
+        .await
+        .and_then(|refs| {
+            let options = SubscribeOptions::new().max_demand(max_demand).cancel(CancelMode::Transient);
+            Ok(stream_all(refs.iter().map(|r| (r, options.clone())))?)
+        });
+        match started {
+            Ok(results) => {
+                running.release_sources();
+                Ok(FlowStream { results, running })
+            }
+            Err(error) => {
+                running.stop_all();
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs the flow to the end and collects its results.
+    ///
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use std::collections::HashSet;
+    /// use weir_flow::Flow;
+    ///
+    /// let set: HashSet<u8> = Flow::from_enumerable([1u8, 2, 2, 3]).collect().await?;
+    /// assert_eq!(set.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for invalid options, [`Error::Failed`] if a stage failed (a
+    /// user function returned an error or panicked): the flow is then stopped.
+    pub async fn collect<C: Default + Extend<O::Out>>(self) -> Result<C, Error> {
+        let mut results = self.into_stream().await?;
+        let mut collected = C::default();
+        while let Some(item) = results.next().await {
+            collected.extend(Some(item));
+        }
+        results.finish()?;
+        Ok(collected)
+    }
+
+    /// Runs the flow to the end for its side effects.
+    ///
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use weir_flow::Flow;
+    ///
+    /// let seen = Arc::new(AtomicUsize::new(0));
+    /// let counter = seen.clone();
+    /// Flow::from_enumerable(0..100u32).inspect(move |_| { counter.fetch_add(1, Ordering::Relaxed); }).run().await?;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 100);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`collect`](Flow::collect).
+    pub async fn run(self) -> Result<(), Error> {
+        let mut results = self.into_stream().await?;
+        while results.next().await.is_some() {}
+        results.finish()
+    }
+
+    /// Like [`collect`](Flow::collect), from synchronous code: runs the flow on a runtime of
+    /// its own.
+    ///
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_flow::Flow;
+    ///
+    /// let doubled: Vec<u8> = Flow::from_enumerable(0..3u8).map(|x| x * 2).stages(1).collect_blocking()?;
+    /// assert_eq!(doubled, vec![0, 2, 4]);
+    /// # Ok::<(), weir_flow::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`collect`](Flow::collect), and [`Error::Runtime`] if no runtime can be started.
+    pub fn collect_blocking<C: Default + Extend<O::Out>>(self) -> Result<C, Error> {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().build().map_err(|e| Error::Runtime(e.to_string()))?;
+        runtime.block_on(self.collect())
+    }
+}
+
+/// The results of a running flow. Dropping it stops every stage of the flow.
+pub struct FlowStream<T> {
+    results: ConsumerStream<T>,
+    running: Running,
+}
+
+impl<T> FlowStream<T> {
+    /// After the stream ended: whether the flow failed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Failed`] with the reason of the stage that failed.
+    pub fn finish(&self) -> Result<(), Error> {
+        match self.results.failure() {
+            Some(reason) => Err(Error::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T> Stream for FlowStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.results.poll_next_unpin(cx)
+    }
+}
+
+impl<T> Drop for FlowStream<T> {
+    fn drop(&mut self) {
+        self.running.stop_all();
+    }
+}

@@ -1,0 +1,41 @@
+//! Fluent, lazy, parallel dataflow over `weir-core` stages: Flow for Rust.
+//!
+//! Write iterator-style code; get it run on all cores with back-pressure. Mappers fuse into
+//! the stages of a layer; `partition` starts a new layer where equal keys meet; `reduce`
+//! folds each stage's events.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use weir_flow::{Flow, Partition};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), weir_flow::Error> {
+//!     let text = vec!["the quick fox", "the lazy dog", "the end"];
+//!     let counts: HashMap<String, usize> = Flow::from_enumerable(text)
+//!         .flat_map(|line: &str| line.split(' ').map(String::from).collect::<Vec<_>>())
+//!         .filter(|word: &String| word.len() > 2)
+//!         .partition(Partition::new().key(|word: &String| word.clone()))
+//!         .reduce(HashMap::new, |word, mut acc: HashMap<String, usize>| {
+//!             *acc.entry(word).or_default() += 1;
+//!             acc
+//!         })
+//!         .collect()
+//!         .await?;
+//!     assert_eq!(counts["the"], 3);
+//!     assert_eq!(counts.len(), 6);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! This first slice has sources, the fused mappers, `partition` and `reduce` (global window,
+//! emitting the state's items); windows, triggers, joins and `departition` come next.
+
+mod error;
+mod flow;
+pub mod op;
+mod partition;
+mod stage;
+
+pub use error::Error;
+pub use flow::{Flow, FlowStream};
+pub use partition::Partition;

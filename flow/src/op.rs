@@ -1,0 +1,157 @@
+//! Fused operations: the mappers of one layer, composed into one function per stage.
+//!
+//! Each fluent call wraps the chain in one small adapter (like `Iterator` adapters), so a
+//! chunk of events runs through every mapper in one monomorphized loop, with no task and no
+//! allocation per operation.
+
+use std::marker::PhantomData;
+
+/// A chain of mappers from `In`: pushes each outcome of one input to `emit`.
+///
+/// Implemented by the adapters the fluent calls build; users do not implement it.
+pub trait Op<In>: Clone + Send + 'static {
+    /// What comes out of the chain.
+    type Out: Send + 'static;
+
+    /// Runs one input through the chain.
+    fn push<E: FnMut(Self::Out)>(&mut self, item: In, emit: &mut E);
+}
+
+/// The empty chain.
+pub struct Identity<T>(PhantomData<fn(T) -> T>);
+
+impl<T> Identity<T> {
+    pub(crate) fn new() -> Self {
+        Identity(PhantomData)
+    }
+}
+
+impl<T> Clone for Identity<T> {
+    fn clone(&self) -> Self {
+        Identity::new()
+    }
+}
+
+impl<T: Send + 'static> Op<T> for Identity<T> {
+    type Out = T;
+
+    fn push<E: FnMut(T)>(&mut self, item: T, emit: &mut E) {
+        emit(item);
+    }
+}
+
+/// Built by [`Flow::map`](crate::Flow::map).
+#[derive(Clone)]
+pub struct Map<O, F> {
+    pub(crate) inner: O,
+    pub(crate) f: F,
+}
+
+impl<In, O, F, U> Op<In> for Map<O, F>
+where
+    O: Op<In>,
+    F: FnMut(O::Out) -> U + Clone + Send + 'static,
+    U: Send + 'static,
+{
+    type Out = U;
+
+    fn push<E: FnMut(U)>(&mut self, item: In, emit: &mut E) {
+        let f = &mut self.f;
+        self.inner.push(item, &mut |x| emit(f(x)));
+    }
+}
+
+/// Built by [`Flow::filter`](crate::Flow::filter) and [`Flow::reject`](crate::Flow::reject).
+#[derive(Clone)]
+pub struct Filter<O, F> {
+    pub(crate) inner: O,
+    pub(crate) keep: F,
+    pub(crate) when: bool,
+}
+
+impl<In, O, F> Op<In> for Filter<O, F>
+where
+    O: Op<In>,
+    F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
+{
+    type Out = O::Out;
+
+    fn push<E: FnMut(O::Out)>(&mut self, item: In, emit: &mut E) {
+        let (keep, when) = (&mut self.keep, self.when);
+        self.inner.push(item, &mut |x| {
+            if keep(&x) == when {
+                emit(x);
+            }
+        });
+    }
+}
+
+/// Built by [`Flow::filter_map`](crate::Flow::filter_map).
+#[derive(Clone)]
+pub struct FilterMap<O, F> {
+    pub(crate) inner: O,
+    pub(crate) f: F,
+}
+
+impl<In, O, F, U> Op<In> for FilterMap<O, F>
+where
+    O: Op<In>,
+    F: FnMut(O::Out) -> Option<U> + Clone + Send + 'static,
+    U: Send + 'static,
+{
+    type Out = U;
+
+    fn push<E: FnMut(U)>(&mut self, item: In, emit: &mut E) {
+        let f = &mut self.f;
+        self.inner.push(item, &mut |x| {
+            if let Some(y) = f(x) {
+                emit(y);
+            }
+        });
+    }
+}
+
+/// Built by [`Flow::flat_map`](crate::Flow::flat_map).
+#[derive(Clone)]
+pub struct FlatMap<O, F> {
+    pub(crate) inner: O,
+    pub(crate) f: F,
+}
+
+impl<In, O, F, I> Op<In> for FlatMap<O, F>
+where
+    O: Op<In>,
+    F: FnMut(O::Out) -> I + Clone + Send + 'static,
+    I: IntoIterator,
+    I::Item: Send + 'static,
+{
+    type Out = I::Item;
+
+    fn push<E: FnMut(I::Item)>(&mut self, item: In, emit: &mut E) {
+        let f = &mut self.f;
+        self.inner.push(item, &mut |x| f(x).into_iter().for_each(&mut *emit));
+    }
+}
+
+/// Built by [`Flow::inspect`](crate::Flow::inspect).
+#[derive(Clone)]
+pub struct Inspect<O, F> {
+    pub(crate) inner: O,
+    pub(crate) f: F,
+}
+
+impl<In, O, F> Op<In> for Inspect<O, F>
+where
+    O: Op<In>,
+    F: FnMut(&O::Out) + Clone + Send + 'static,
+{
+    type Out = O::Out;
+
+    fn push<E: FnMut(O::Out)>(&mut self, item: In, emit: &mut E) {
+        let f = &mut self.f;
+        self.inner.push(item, &mut |x| {
+            f(&x);
+            emit(x);
+        });
+    }
+}
