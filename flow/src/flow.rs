@@ -9,8 +9,8 @@ use futures::{Stream, StreamExt};
 use weir_core::dispatcher::PartitionDispatcher;
 use weir_core::{
     from_enumerable, from_stream, start_producer, start_producer_consumer, stream_all, AnyStageRef,
-    AsProducer, CancelMode, ConsumerStream, DemandMode, PartitionKey, ProducerConsumer,
-    ProducerConsumerOptions, ProducerHandle, ProducerOptions, ProducerRef, SubscribeOptions,
+    CancelMode, ConsumerStream, DemandMode, PartitionKey, ProducerConsumer, ProducerConsumerOptions,
+    ProducerHandle, ProducerOptions, ProducerRef, SubscribeOptions,
 };
 
 use crate::error::Error;
