@@ -1,5 +1,6 @@
 //! The lazy flow: a plan of layers, turned into running stages by a terminal call.
 
+use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,7 @@ use weir_core::{
 };
 
 use crate::error::Error;
-use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, Op};
+use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapValues, Op, UniqBy};
 use crate::partition::Partition;
 use crate::stage::{MapStage, ReduceStage};
 
@@ -392,6 +393,126 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         self.with(|inner| Inspect { inner, f })
     }
 
+    /// Applies `f` to the value of every `(key, value)` event.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let pairs: Vec<(char, u32)> =
+    ///     Flow::from_enumerable([('a', 1u32), ('b', 2)]).map_values(|v| v * 10).stages(1).collect().await?;
+    /// assert_eq!(pairs, vec![('a', 10), ('b', 20)]);
+    /// # Ok(()) }
+    /// ```
+    pub fn map_values<K, V, W, F>(self, f: F) -> Flow<T, MapValues<O, F>>
+    where
+        O: Op<T, Out = (K, V)>,
+        F: FnMut(V) -> W + Clone + Send + 'static,
+        K: Send + 'static,
+        W: Send + 'static,
+    {
+        self.with(|inner| MapValues { inner, f })
+    }
+
+    /// Keeps the first event of each key, per stage: events of one key meet in one stage
+    /// only after a `partition` by that key (as in Flow).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// let mut firsts: Vec<u32> = Flow::from_enumerable(0..100u32)
+    ///     .partition(Partition::new().key(|n: &u32| n % 10))
+    ///     .uniq_by(|n: &u32| n % 10)
+    ///     .collect()
+    ///     .await?;
+    /// firsts.sort();
+    /// assert_eq!(firsts.len(), 10);
+    /// # Ok(()) }
+    /// ```
+    pub fn uniq_by<K, F>(self, key: F) -> Flow<T, UniqBy<O, F, K>>
+    where
+        F: FnMut(&O::Out) -> K + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Send + 'static,
+    {
+        self.with(|inner| UniqBy { inner, key, seen: HashSet::new() })
+    }
+
+    /// Keeps the first of equal events, per stage (see [`uniq_by`](Flow::uniq_by)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let once: Vec<u8> = Flow::from_enumerable([1u8, 1, 2, 1, 3]).uniq().stages(1).collect().await?;
+    /// assert_eq!(once, vec![1, 2, 3]);
+    /// # Ok(()) }
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn uniq(self) -> Flow<T, UniqBy<O, fn(&O::Out) -> O::Out, O::Out>>
+    where
+        O::Out: Hash + Eq + Clone,
+    {
+        self.uniq_by(Clone::clone as fn(&O::Out) -> O::Out)
+    }
+
+    /// Ends this layer: a new layer of `stages` stages, each event going to whichever stage
+    /// has demand (no key; Flow's `shuffle`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let n: Vec<u32> = Flow::from_enumerable(0..100u32).stages(1).shuffle(4).map(|x| x + 1).collect().await?;
+    /// assert_eq!(n.len(), 100);
+    /// # Ok(()) }
+    /// ```
+    pub fn shuffle(self, stages: usize) -> Flow<O::Out> {
+        let max_demand = self.max_demand;
+        self.close_layer(
+            stages,
+            max_demand,
+            |op, _| Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new())),
+            Flow::plan_all,
+        )
+    }
+
+    /// Ends this layer: its stages will run `make(op, next layer's stage count)`; `plan` says
+    /// how the next layer's stages subscribe to them.
+    fn close_layer<S, U>(
+        self,
+        next_stages: usize,
+        next_max_demand: usize,
+        make: impl Fn(&O, usize) -> Result<(S, ProducerConsumerOptions<T, U>), Error> + Send + 'static,
+        plan: impl FnOnce(&[ProducerRef<U>], usize) -> Plan<U> + Send + 'static,
+    ) -> Flow<U>
+    where
+        S: ProducerConsumer<In = T, Out = U, Message = ()>,
+        U: Send + 'static,
+    {
+        let Flow { upstream, op, stages, max_demand } = self;
+        let next: Upstream<U> = Box::new(move |n, running| {
+            Box::pin(async move {
+                let refs =
+                    Self::start_layer(upstream, stages, max_demand, running, move || make(&op, n)).await?;
+                Ok(plan(&refs, n))
+            })
+        });
+        Flow { upstream: next, op: Identity::new(), stages: next_stages, max_demand: next_max_demand }
+    }
+
     /// Starts this layer's stages, each running `make()`, fed per the upstream's plan.
     async fn start_layer<S>(
         upstream: Upstream<T>,
@@ -455,29 +576,21 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     where
         O::Out: Hash,
     {
-        let Flow { upstream, op, stages, max_demand } = self;
         let route = partition.route();
-        let next_stages = partition.stages.unwrap_or_else(cores);
-        let next: Upstream<O::Out> = Box::new(move |n, running| {
-            Box::pin(async move {
-                let refs = Self::start_layer(upstream, stages, max_demand, running, move || {
-                    let route = route.clone();
-                    let dispatcher =
-                        PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;
-                    Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new().dispatcher(dispatcher)))
-                })
-                .await?;
-                Ok((0..n)
+        self.close_layer(
+            partition.stages.unwrap_or_else(cores),
+            partition.max_demand.unwrap_or(1000),
+            move |op, n| {
+                let route = route.clone();
+                let dispatcher = PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;
+                Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new().dispatcher(dispatcher)))
+            },
+            |refs, n| {
+                (0..n)
                     .map(|j| refs.iter().map(|r| (r.clone(), Some(PartitionKey::Index(j)))).collect())
-                    .collect())
-            })
-        });
-        Flow {
-            upstream: next,
-            op: Identity::new(),
-            stages: next_stages,
-            max_demand: partition.max_demand.unwrap_or(1000),
-        }
+                    .collect()
+            },
+        )
     }
 
     /// Folds each stage's events into a state, starting from `init()`, and emits the items
@@ -490,20 +603,15 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         I: Fn() -> A + Send + 'static,
         R: FnMut(O::Out, A) -> A + Clone + Send + 'static,
     {
-        let Flow { upstream, op, stages, max_demand } = self;
-        let next: Upstream<A::Item> = Box::new(move |n, running| {
-            Box::pin(async move {
-                let refs = Self::start_layer(upstream, stages, max_demand, running, move || {
-                    Ok((
-                        ReduceStage::new(op.clone(), init(), reducer.clone()),
-                        ProducerConsumerOptions::new(),
-                    ))
-                })
-                .await?;
-                Ok(Flow::<A::Item>::plan_all(&refs, n))
-            })
-        });
-        Flow { upstream: next, op: Identity::new(), stages, max_demand }
+        let (stages, max_demand) = (self.stages, self.max_demand);
+        self.close_layer(
+            stages,
+            max_demand,
+            move |op, _| {
+                Ok((ReduceStage::new(op.clone(), init(), reducer.clone()), ProducerConsumerOptions::new()))
+            },
+            Flow::plan_all,
+        )
     }
 
     /// Starts the flow and returns its results as a stream; dropping the stream stops it.

@@ -155,3 +155,52 @@ where
         });
     }
 }
+
+/// Built by [`Flow::map_values`](crate::Flow::map_values).
+#[derive(Clone)]
+pub struct MapValues<O, F> {
+    pub(crate) inner: O,
+    pub(crate) f: F,
+}
+
+impl<In, O, F, K, V, W> Op<In> for MapValues<O, F>
+where
+    O: Op<In, Out = (K, V)>,
+    F: FnMut(V) -> W + Clone + Send + 'static,
+    K: Send + 'static,
+    W: Send + 'static,
+{
+    type Out = (K, W);
+
+    fn push<E: FnMut((K, W))>(&mut self, item: In, emit: &mut E) {
+        let f = &mut self.f;
+        self.inner.push(item, &mut |(k, v)| emit((k, f(v))));
+    }
+}
+
+/// Built by [`Flow::uniq_by`](crate::Flow::uniq_by) and [`Flow::uniq`](crate::Flow::uniq).
+#[derive(Clone)]
+pub struct UniqBy<O, F, K> {
+    pub(crate) inner: O,
+    pub(crate) key: F,
+    /// Keys seen by this stage (each stage starts from the plan's empty set).
+    pub(crate) seen: std::collections::HashSet<K>,
+}
+
+impl<In, O, F, K> Op<In> for UniqBy<O, F, K>
+where
+    O: Op<In>,
+    F: FnMut(&O::Out) -> K + Clone + Send + 'static,
+    K: std::hash::Hash + Eq + Clone + Send + 'static,
+{
+    type Out = O::Out;
+
+    fn push<E: FnMut(O::Out)>(&mut self, item: In, emit: &mut E) {
+        let (key, seen) = (&mut self.key, &mut self.seen);
+        self.inner.push(item, &mut |x| {
+            if seen.insert(key(&x)) {
+                emit(x);
+            }
+        });
+    }
+}
