@@ -122,6 +122,42 @@ impl<T: Send + 'static> Flow<T> {
         (0..stages).map(|_| producers.iter().map(|p| (p.clone(), None)).collect()).collect()
     }
 
+    /// One layer fed by several flows (Flow's `merge`): each flow's last layer (or its
+    /// sources) feeds every stage of the new layer. Flows with pending mappers first close
+    /// their layer with [`partition`](Flow::partition) or [`shuffle`](Flow::shuffle), so the
+    /// type says what is merged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let evens = Flow::from_enumerable((0..10u32).filter(|x| x % 2 == 0));
+    /// let odds = Flow::from_enumerable(0..10u32).filter(|x| x % 2 == 1).shuffle(2);
+    /// let mut all: Vec<u32> = Flow::merge([evens, odds]).collect().await?;
+    /// all.sort();
+    /// assert_eq!(all, (0..10).collect::<Vec<_>>());
+    /// # Ok(()) }
+    /// ```
+    pub fn merge(flows: impl IntoIterator<Item = Flow<T>>) -> Self {
+        let upstreams: Vec<Upstream<T>> = flows.into_iter().map(|flow| flow.upstream).collect();
+        Self::source(Box::new(move |stages, running| {
+            Box::pin(async move {
+                let mut plan: Plan<T> = (0..stages).map(|_| Vec::new()).collect();
+                for upstream in upstreams {
+                    for (stage, subscriptions) in
+                        plan.iter_mut().zip(upstream(stages, running.clone()).await?)
+                    {
+                        stage.extend(subscriptions);
+                    }
+                }
+                Ok(plan)
+            })
+        }))
+    }
+
     /// A flow over the items of an iterator (Flow's `from_enumerable`).
     ///
     /// # Examples

@@ -128,6 +128,31 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
+    fn mappers_match_the_iterator_chain(
+        items in proptest::collection::vec(0u32..1000, 0..500),
+        stages in 1usize..4,
+        max_demand in 1usize..40,
+    ) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let got: Vec<(u32, u32)> = runtime.block_on(
+            Flow::from_enumerables([items.clone(), items.clone()])
+                .stages(stages)
+                .max_demand(max_demand)
+                .flat_map(|x| [x, x / 2])
+                .filter(|x| x % 3 != 0)
+                .map(|x| (x % 7, x))
+                .map_values(|v| v + 1)
+                .collect(),
+        ).expect("flow");
+        let expected: Vec<(u32, u32)> = items.iter().chain(items.iter())
+            .flat_map(|&x| [x, x / 2])
+            .filter(|x| x % 3 != 0)
+            .map(|x| (x % 7, x + 1))
+            .collect();
+        prop_assert_eq!(sorted(got), sorted(expected));
+    }
+
+    #[test]
     fn partition_and_reduce_match_the_sequential_sum_per_key(
         items in proptest::collection::vec((0u8..20, 0u32..1000), 0..400),
         stages in 1usize..4,
