@@ -1,6 +1,7 @@
 //! The lazy flow: a plan of layers, turned into running stages by a terminal call.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
@@ -648,6 +649,99 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
             },
             Flow::plan_all,
         )
+    }
+
+    /// Groups the values of `(key, value)` events by key, per stage: emits `(key, values)`
+    /// when the input ends. After a `partition` by key, each key has one group.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// let mut groups: Vec<(char, Vec<u32>)> = Flow::from_enumerable([('a', 1u32), ('b', 2), ('a', 3)])
+    ///     .partition(Partition::new().key(|(k, _): &(char, u32)| *k))
+    ///     .group_by_key()
+    ///     .collect()
+    ///     .await?;
+    /// groups.sort();
+    /// assert_eq!(groups, vec![('a', vec![1, 3]), ('b', vec![2])]);
+    /// # Ok(()) }
+    /// ```
+    pub fn group_by_key<K, V>(self) -> Flow<(K, Vec<V>)>
+    where
+        O: Op<T, Out = (K, V)>,
+        K: Hash + Eq + Send + 'static,
+        V: Send + 'static,
+    {
+        self.reduce(HashMap::new, |(key, value), mut groups: HashMap<K, Vec<V>>| {
+            groups.entry(key).or_default().push(value);
+            groups
+        })
+    }
+
+    /// Groups events by `key`, per stage: emits `(key, events)` when the input ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let mut by_parity: Vec<(bool, Vec<u8>)> =
+    ///     Flow::from_enumerable(0..6u8).stages(1).group_by(|n: &u8| n % 2 == 0).collect().await?;
+    /// by_parity.sort();
+    /// assert_eq!(by_parity, vec![(false, vec![1, 3, 5]), (true, vec![0, 2, 4])]);
+    /// # Ok(()) }
+    /// ```
+    pub fn group_by<K, F>(self, mut key: F) -> Flow<(K, Vec<O::Out>)>
+    where
+        F: FnMut(&O::Out) -> K + Clone + Send + 'static,
+        K: Hash + Eq + Send + 'static,
+    {
+        self.reduce(HashMap::new, move |event, mut groups: HashMap<K, Vec<O::Out>>| {
+            groups.entry(key(&event)).or_default().push(event);
+            groups
+        })
+    }
+
+    /// The first `n` events in the order `compare` gives, across all stages (Flow's
+    /// `take_sort`): emits one sorted `Vec` when the input ends. Each stage keeps its own
+    /// top `n`, then one stage merges them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let top: Vec<Vec<u32>> = Flow::from_enumerable(0..1000u32).take_sort(3, |a, b| b.cmp(a)).collect().await?;
+    /// assert_eq!(top, vec![vec![999, 998, 997]]);
+    /// # Ok(()) }
+    /// ```
+    pub fn take_sort<F>(self, n: usize, compare: F) -> Flow<Vec<O::Out>>
+    where
+        F: FnMut(&O::Out, &O::Out) -> Ordering + Clone + Send + 'static,
+    {
+        let keep = move |mut compare: F| {
+            move |event, mut top: Vec<O::Out>| {
+                let at = top.partition_point(|kept| compare(kept, &event) != Ordering::Greater);
+                if at < n {
+                    top.insert(at, event);
+                    top.truncate(n);
+                }
+                top
+            }
+        };
+        let last = keep(compare.clone());
+        self.reduce(Vec::new, keep(compare)).shuffle(1).reduce(|| Some(Vec::new()), {
+            let mut last = last;
+            move |event, top: Option<Vec<O::Out>>| top.map(|top| last(event, top))
+        })
     }
 
     /// Starts the flow and returns its results as a stream; dropping the stream stops it.

@@ -176,3 +176,37 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn group_by_key_and_take_sort_match_sequential_code(
+        items in proptest::collection::vec((0u8..10, 0u32..100), 0..300),
+        n in 0usize..20,
+        stages in 1usize..4,
+    ) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let groups: Vec<(u8, Vec<u32>)> = runtime.block_on(
+            Flow::from_enumerable(items.clone())
+                .partition(Partition::new().stages(stages).key(|(k, _): &(u8, u32)| *k))
+                .group_by_key()
+                .collect(),
+        ).expect("flow");
+        let mut expected: HashMap<u8, Vec<u32>> = HashMap::new();
+        for (k, v) in items.clone() {
+            expected.entry(k).or_default().push(v);
+        }
+        let got: HashMap<u8, Vec<u32>> = groups.into_iter().map(|(k, vs)| (k, sorted(vs))).collect();
+        let expected: HashMap<u8, Vec<u32>> = expected.into_iter().map(|(k, vs)| (k, sorted(vs))).collect();
+        prop_assert_eq!(got, expected);
+
+        let top: Vec<Vec<(u8, u32)>> = runtime.block_on(
+            Flow::from_enumerable(items.clone()).stages(stages).take_sort(n, |a, b| b.cmp(a)).collect(),
+        ).expect("flow");
+        let mut all = items;
+        all.sort_by(|a, b| b.cmp(a));
+        all.truncate(n);
+        prop_assert_eq!(top, vec![all]);
+    }
+}
