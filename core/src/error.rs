@@ -147,8 +147,15 @@ impl fmt::Display for ExitReason {
     }
 }
 
-/// The message of a panic payload.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The message of a caught panic's payload.
+///
+/// # Examples
+///
+/// ```
+/// let panic = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+/// assert_eq!(weir_core::panic_message(&*panic), "boom 1");
+/// ```
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -61,7 +61,7 @@ pub use buffer::{BufferKeep, BufferSize};
 pub use consumer::{start_consumer, Consumer, ConsumerOptions};
 pub use consumer_supervisor::{start_consumer_supervisor, ConsumerSupervisorOptions, WorkerDone};
 pub use demand::DemandMode;
-pub use error::{BoxError, Error, ExitReason};
+pub use error::{panic_message, BoxError, Error, ExitReason};
 pub use from_enumerable::{from_enumerable, from_stream, FromEnumerable, FromStream, StreamFed};
 pub use handle::{
     AsProducer, ConsumerHandle, ConsumerRef, ProducerConsumerHandle, ProducerHandle, ProducerRef,

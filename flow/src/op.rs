@@ -15,6 +15,18 @@ pub trait Op<In>: Clone + Send + 'static {
 
     /// Runs one input through the chain.
     fn push<E: FnMut(Self::Out)>(&mut self, item: In, emit: &mut E);
+
+    /// The operations of the chain, e.g. `flat_map → filter`, for errors.
+    fn describe(&self) -> String;
+}
+
+/// `inner`'s description followed by `name`.
+fn then(inner: String, name: &str) -> String {
+    if inner.is_empty() {
+        name.to_string()
+    } else {
+        format!("{inner} → {name}")
+    }
 }
 
 /// The empty chain.
@@ -38,6 +50,10 @@ impl<T: Send + 'static> Op<T> for Identity<T> {
     fn push<E: FnMut(T)>(&mut self, item: T, emit: &mut E) {
         emit(item);
     }
+
+    fn describe(&self) -> String {
+        String::new()
+    }
 }
 
 /// Built by [`Flow::map`](crate::Flow::map).
@@ -58,6 +74,10 @@ where
     fn push<E: FnMut(U)>(&mut self, item: In, emit: &mut E) {
         let f = &mut self.f;
         self.inner.push(item, &mut |x| emit(f(x)));
+    }
+
+    fn describe(&self) -> String {
+        then(self.inner.describe(), "map")
     }
 }
 
@@ -84,6 +104,10 @@ where
             }
         });
     }
+
+    fn describe(&self) -> String {
+        then(self.inner.describe(), if self.when { "filter" } else { "reject" })
+    }
 }
 
 /// Built by [`Flow::filter_map`](crate::Flow::filter_map).
@@ -109,6 +133,10 @@ where
             }
         });
     }
+
+    fn describe(&self) -> String {
+        then(self.inner.describe(), "filter_map")
+    }
 }
 
 /// Built by [`Flow::flat_map`](crate::Flow::flat_map).
@@ -130,6 +158,10 @@ where
     fn push<E: FnMut(I::Item)>(&mut self, item: In, emit: &mut E) {
         let f = &mut self.f;
         self.inner.push(item, &mut |x| f(x).into_iter().for_each(&mut *emit));
+    }
+
+    fn describe(&self) -> String {
+        then(self.inner.describe(), "flat_map")
     }
 }
 
@@ -154,6 +186,10 @@ where
             emit(x);
         });
     }
+
+    fn describe(&self) -> String {
+        then(self.inner.describe(), "inspect")
+    }
 }
 
 /// Built by [`Flow::map_values`](crate::Flow::map_values).
@@ -175,6 +211,10 @@ where
     fn push<E: FnMut((K, W))>(&mut self, item: In, emit: &mut E) {
         let f = &mut self.f;
         self.inner.push(item, &mut |(k, v)| emit((k, f(v))));
+    }
+
+    fn describe(&self) -> String {
+        then(self.inner.describe(), "map_values")
     }
 }
 
@@ -202,5 +242,9 @@ where
                 emit(x);
             }
         });
+    }
+
+    fn describe(&self) -> String {
+        then(self.inner.describe(), "uniq_by")
     }
 }

@@ -1,11 +1,21 @@
 //! The stages a flow runs: one kind per layer, running the layer's fused operations and,
 //! for a reducing layer, its reducer.
 
+use std::any::Any;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use weir_core::{AskMode, BoxError, Context, ExitReason, Peer, ProducerConsumer, SubscriptionId};
+use weir_core::{
+    panic_message, AskMode, BoxError, Context, ExitReason, Peer, ProducerConsumer, SubscriptionId,
+};
 
 use crate::op::Op;
+
+/// A panic in a layer's functions, as an error naming them. Panics are caught once per
+/// chunk, not per event, to keep the loop tight.
+fn panicked(operations: String, panic: &(dyn Any + Send)) -> BoxError {
+    format!("{operations} panicked: {}", panic_message(panic)).into()
+}
 
 /// Counts the producers a layer stage consumes, so it finishes after the last one, not the
 /// first (its subscriptions are transient: a failure still stops it at once).
@@ -54,9 +64,13 @@ impl<T: Send + 'static, O: Op<T>> ProducerConsumer for MapStage<T, O> {
         _: &mut Context,
     ) -> Result<Vec<O::Out>, BoxError> {
         let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            self.op.push(event, &mut |x| out.push(x));
-        }
+        let op = &mut self.op;
+        catch_unwind(AssertUnwindSafe(|| {
+            for event in events {
+                op.push(event, &mut |x| out.push(x));
+            }
+        }))
+        .map_err(|panic| panicked(op.describe(), &*panic))?;
         Ok(out)
     }
 
@@ -112,15 +126,18 @@ where
         _: SubscriptionId,
         _: &mut Context,
     ) -> Result<Vec<A::Item>, BoxError> {
-        let (reducer, state) = (&mut self.reducer, &mut self.state);
-        for event in events {
-            self.op.push(event, &mut |x| {
-                // The state moves through the reducer and back.
-                if let Some(acc) = state.take() {
-                    *state = Some(reducer(x, acc));
-                }
-            });
-        }
+        let (op, reducer, state) = (&mut self.op, &mut self.reducer, &mut self.state);
+        catch_unwind(AssertUnwindSafe(|| {
+            for event in events {
+                op.push(event, &mut |x| {
+                    // The state moves through the reducer and back.
+                    if let Some(acc) = state.take() {
+                        *state = Some(reducer(x, acc));
+                    }
+                });
+            }
+        }))
+        .map_err(|panic| panicked(format!("{} → reduce", op.describe()), &*panic))?;
         Ok(Vec::new())
     }
 

@@ -106,7 +106,10 @@ async fn a_panicking_function_fails_the_flow_instead_of_hanging() {
     .await
     .expect("the flow hangs");
     match result {
-        Err(Error::Failed(reason)) => assert!(reason.to_string().contains("bad event 500"), "{reason}"),
+        Err(Error::Failed(reason)) => {
+            let message = reason.to_string();
+            assert!(message.contains("map panicked: bad event 500"), "names the operation: {message}");
+        }
         other => panic!("expected a failure, got {other:?}"),
     }
 }
