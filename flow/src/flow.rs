@@ -18,7 +18,7 @@ use weir_core::{
 use crate::error::Error;
 use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapValues, Op, UniqBy};
 use crate::partition::Partition;
-use crate::stage::{MapStage, ReduceStage};
+use crate::stage::{LayerStage, Mapper, Reducer};
 
 /// For each stage of a layer, the producers (and partitions) it subscribes to.
 type Plan<T> = Vec<Vec<(ProducerRef<T>, Option<PartitionKey>)>>;
@@ -521,7 +521,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         self.close_layer(
             stages,
             max_demand,
-            |op, _| Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new())),
+            |op, _| Ok((LayerStage::new(Mapper(op.clone())), ProducerConsumerOptions::new())),
             Flow::plan_all,
         )
     }
@@ -620,7 +620,10 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
             move |op, n| {
                 let route = route.clone();
                 let dispatcher = PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;
-                Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new().dispatcher(dispatcher)))
+                Ok((
+                    LayerStage::new(Mapper(op.clone())),
+                    ProducerConsumerOptions::new().dispatcher(dispatcher),
+                ))
             },
             |refs, n| {
                 (0..n)
@@ -645,7 +648,14 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
             stages,
             max_demand,
             move |op, _| {
-                Ok((ReduceStage::new(op.clone(), init(), reducer.clone()), ProducerConsumerOptions::new()))
+                Ok((
+                    LayerStage::new(Reducer {
+                        op: op.clone(),
+                        state: Some(init()),
+                        reducer: reducer.clone(),
+                    }),
+                    ProducerConsumerOptions::new(),
+                ))
             },
             Flow::plan_all,
         )
@@ -769,7 +779,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         let Flow { upstream, op, stages, max_demand } = self;
         let running = Running::default();
         let started = Self::start_layer(upstream, stages, max_demand, running.clone(), move || {
-            Ok((MapStage::new(op.clone()), ProducerConsumerOptions::new()))
+            Ok((LayerStage::new(Mapper(op.clone())), ProducerConsumerOptions::new()))
         })
         .await
         .and_then(|refs| {

@@ -1,5 +1,5 @@
-//! The stages a flow runs: one kind per layer, running the layer's fused operations and,
-//! for a reducing layer, its reducer.
+//! The stages a flow runs: one producer-consumer per stage of a layer, running the layer's
+//! fused operations and what the layer does with their outcome ([`Layer`]).
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -11,104 +11,51 @@ use weir_core::{
 
 use crate::op::Op;
 
-/// A panic in a layer's functions, as an error naming them. Panics are caught once per
-/// chunk, not per event, to keep the loop tight.
-fn panicked(operations: String, panic: &(dyn Any + Send)) -> BoxError {
-    format!("{operations} panicked: {}", panic_message(panic)).into()
+/// What a layer does with the events of one stage: per chunk, and when its input ends.
+pub(crate) trait Layer<T>: Send + 'static {
+    type Out: Send + 'static;
+
+    /// Handles a chunk; returns what to emit now.
+    fn chunk(&mut self, events: Vec<T>) -> Vec<Self::Out>;
+
+    /// The input ended; returns what to emit last.
+    fn done(&mut self) -> Vec<Self::Out>;
+
+    /// The layer's operations, for errors.
+    fn describe(&self) -> String;
 }
 
-/// Counts the producers a layer stage consumes, so it finishes after the last one, not the
-/// first (its subscriptions are transient: a failure still stops it at once).
-#[derive(Default)]
-struct Upstreams(usize);
+/// Emits what the operations give.
+pub(crate) struct Mapper<O>(pub(crate) O);
 
-impl Upstreams {
-    fn subscribed(&mut self, peer: Peer) {
-        if let Peer::Producer(_) = peer {
-            self.0 += 1;
-        }
-    }
-
-    /// True when the last producer has finished.
-    fn cancelled(&mut self, peer: Peer) -> bool {
-        if let Peer::Producer(_) = peer {
-            self.0 -= 1;
-            return self.0 == 0;
-        }
-        false
-    }
-}
-
-/// A stage that runs a layer's operations on every chunk.
-pub(crate) struct MapStage<T, O> {
-    op: O,
-    upstreams: Upstreams,
-    _events: PhantomData<fn(T)>,
-}
-
-impl<T, O> MapStage<T, O> {
-    pub(crate) fn new(op: O) -> Self {
-        MapStage { op, upstreams: Upstreams::default(), _events: PhantomData }
-    }
-}
-
-impl<T: Send + 'static, O: Op<T>> ProducerConsumer for MapStage<T, O> {
-    type In = T;
+impl<T: Send + 'static, O: Op<T>> Layer<T> for Mapper<O> {
     type Out = O::Out;
-    type Message = ();
 
-    async fn handle_events(
-        &mut self,
-        events: Vec<T>,
-        _: SubscriptionId,
-        _: &mut Context,
-    ) -> Result<Vec<O::Out>, BoxError> {
+    fn chunk(&mut self, events: Vec<T>) -> Vec<O::Out> {
         let mut out = Vec::with_capacity(events.len());
-        let op = &mut self.op;
-        catch_unwind(AssertUnwindSafe(|| {
-            for event in events {
-                op.push(event, &mut |x| out.push(x));
-            }
-        }))
-        .map_err(|panic| panicked(op.describe(), &*panic))?;
-        Ok(out)
-    }
-
-    async fn handle_subscribe(&mut self, peer: Peer, _: &mut Context) -> Result<AskMode, BoxError> {
-        self.upstreams.subscribed(peer);
-        Ok(AskMode::Automatic)
-    }
-
-    async fn handle_cancel(
-        &mut self,
-        peer: Peer,
-        _: &ExitReason,
-        ctx: &mut Context,
-    ) -> Result<Vec<O::Out>, BoxError> {
-        if self.upstreams.cancelled(peer) {
-            ctx.finish();
+        for event in events {
+            self.0.push(event, &mut |x| out.push(x));
         }
-        Ok(Vec::new())
+        out
+    }
+
+    fn done(&mut self) -> Vec<O::Out> {
+        Vec::new()
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
     }
 }
 
-/// A stage that runs a layer's operations, folds what comes out into its state, and emits
-/// the state's items when its producers are done.
-pub(crate) struct ReduceStage<T, O, A, R> {
-    op: O,
-    state: Option<A>,
-    reducer: R,
-    upstreams: Upstreams,
-    _events: PhantomData<fn(T)>,
+/// Folds what the operations give into a state; emits the state's items at the end.
+pub(crate) struct Reducer<O, A, R> {
+    pub(crate) op: O,
+    pub(crate) state: Option<A>,
+    pub(crate) reducer: R,
 }
 
-impl<T, O, A, R> ReduceStage<T, O, A, R> {
-    pub(crate) fn new(op: O, state: A, reducer: R) -> Self {
-        ReduceStage { op, state: Some(state), reducer, upstreams: Upstreams::default(), _events: PhantomData }
-    }
-}
-
-impl<T, O, A, R> ProducerConsumer for ReduceStage<T, O, A, R>
+impl<T, O, A, R> Layer<T> for Reducer<O, A, R>
 where
     T: Send + 'static,
     O: Op<T>,
@@ -116,8 +63,53 @@ where
     A::Item: Send + 'static,
     R: FnMut(O::Out, A) -> A + Send + 'static,
 {
-    type In = T;
     type Out = A::Item;
+
+    fn chunk(&mut self, events: Vec<T>) -> Vec<A::Item> {
+        let (reducer, state) = (&mut self.reducer, &mut self.state);
+        for event in events {
+            self.op.push(event, &mut |x| {
+                // The state moves through the reducer and back.
+                if let Some(acc) = state.take() {
+                    *state = Some(reducer(x, acc));
+                }
+            });
+        }
+        Vec::new()
+    }
+
+    fn done(&mut self) -> Vec<A::Item> {
+        self.state.take().map(|s| s.into_iter().collect()).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        format!("{} → reduce", self.op.describe())
+    }
+}
+
+/// One stage of a layer. Its subscriptions are transient and it counts its producers, so it
+/// finishes after the last one ends (not the first); a failure still stops it at once.
+pub(crate) struct LayerStage<T, L> {
+    layer: L,
+    producers: usize,
+    _events: PhantomData<fn(T)>,
+}
+
+impl<T, L> LayerStage<T, L> {
+    pub(crate) fn new(layer: L) -> Self {
+        LayerStage { layer, producers: 0, _events: PhantomData }
+    }
+}
+
+/// A panic in a layer's functions, as an error naming them. Panics are caught once per
+/// chunk, not per event, to keep the loop tight.
+fn panicked(operations: String, panic: &(dyn Any + Send)) -> BoxError {
+    format!("{operations} panicked: {}", panic_message(panic)).into()
+}
+
+impl<T: Send + 'static, L: Layer<T>> ProducerConsumer for LayerStage<T, L> {
+    type In = T;
+    type Out = L::Out;
     type Message = ();
 
     async fn handle_events(
@@ -125,24 +117,16 @@ where
         events: Vec<T>,
         _: SubscriptionId,
         _: &mut Context,
-    ) -> Result<Vec<A::Item>, BoxError> {
-        let (op, reducer, state) = (&mut self.op, &mut self.reducer, &mut self.state);
-        catch_unwind(AssertUnwindSafe(|| {
-            for event in events {
-                op.push(event, &mut |x| {
-                    // The state moves through the reducer and back.
-                    if let Some(acc) = state.take() {
-                        *state = Some(reducer(x, acc));
-                    }
-                });
-            }
-        }))
-        .map_err(|panic| panicked(format!("{} → reduce", op.describe()), &*panic))?;
-        Ok(Vec::new())
+    ) -> Result<Vec<L::Out>, BoxError> {
+        let layer = &mut self.layer;
+        catch_unwind(AssertUnwindSafe(|| layer.chunk(events)))
+            .map_err(|panic| panicked(layer.describe(), &*panic))
     }
 
     async fn handle_subscribe(&mut self, peer: Peer, _: &mut Context) -> Result<AskMode, BoxError> {
-        self.upstreams.subscribed(peer);
+        if let Peer::Producer(_) = peer {
+            self.producers += 1;
+        }
         Ok(AskMode::Automatic)
     }
 
@@ -151,11 +135,16 @@ where
         peer: Peer,
         _: &ExitReason,
         ctx: &mut Context,
-    ) -> Result<Vec<A::Item>, BoxError> {
-        if !self.upstreams.cancelled(peer) {
-            return Ok(Vec::new());
+    ) -> Result<Vec<L::Out>, BoxError> {
+        if let Peer::Producer(_) = peer {
+            self.producers -= 1;
+            if self.producers == 0 {
+                ctx.finish();
+                let layer = &mut self.layer;
+                return catch_unwind(AssertUnwindSafe(|| layer.done()))
+                    .map_err(|panic| panicked(layer.describe(), &*panic));
+            }
         }
-        ctx.finish();
-        Ok(self.state.take().map(|s| s.into_iter().collect()).unwrap_or_default())
+        Ok(Vec::new())
     }
 }
