@@ -11,8 +11,8 @@ use futures::{Stream, StreamExt};
 use weir_core::dispatcher::PartitionDispatcher;
 use weir_core::{
     from_enumerable, from_stream, start_producer, start_producer_consumer, stream_all, AnyStageRef,
-    CancelMode, ConsumerStream, DemandMode, PartitionKey, ProducerConsumer, ProducerConsumerOptions,
-    ProducerHandle, ProducerOptions, ProducerRef, SubscribeOptions,
+    CancelMode, ConsumerRef, ConsumerStream, DemandMode, PartitionKey, ProducerConsumer,
+    ProducerConsumerOptions, ProducerHandle, ProducerOptions, ProducerRef, SubscribeOptions,
 };
 
 use crate::error::Error;
@@ -756,7 +756,6 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
 
     /// Starts the flow and returns its results as a stream; dropping the stream stops it.
     ///
-    ///
     /// # Examples
     ///
     /// ```
@@ -776,21 +775,31 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     ///
     /// [`Error::InvalidOption`] for invalid options, [`Error::Stage`] if a stage cannot start.
     pub async fn into_stream(self) -> Result<FlowStream<O::Out>, Error> {
+        let max_demand = self.max_demand;
+        let (refs, running) = self.start_last_layer().await?;
+        let options = SubscribeOptions::new().max_demand(max_demand).cancel(CancelMode::Transient);
+        match stream_all(refs.iter().map(|r| (r, options.clone()))) {
+            Ok(results) => {
+                running.release_sources();
+                Ok(FlowStream { results, running })
+            }
+            Err(error) => {
+                running.stop_all();
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Starts every layer, the last one included; on an error, stops what started.
+    async fn start_last_layer(self) -> Result<(Vec<ProducerRef<O::Out>>, Running), Error> {
         let Flow { upstream, op, stages, max_demand } = self;
         let running = Running::default();
         let started = Self::start_layer(upstream, stages, max_demand, running.clone(), move || {
             Ok((LayerStage::new(Mapper(op.clone())), ProducerConsumerOptions::new()))
         })
-        .await
-        .and_then(|refs| {
-            let options = SubscribeOptions::new().max_demand(max_demand).cancel(CancelMode::Transient);
-            Ok(stream_all(refs.iter().map(|r| (r, options.clone())))?)
-        });
+        .await;
         match started {
-            Ok(results) => {
-                running.release_sources();
-                Ok(FlowStream { results, running })
-            }
+            Ok(refs) => Ok((refs, running)),
             Err(error) => {
                 running.stop_all();
                 Err(error)
@@ -798,8 +807,89 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         }
     }
 
-    /// Runs the flow to the end and collects its results.
+    /// Feeds running consumers with the flow's results (Flow's `into_stages`): each
+    /// subscribes to every stage of the last layer. Returns once they are subscribed and the
+    /// flow runs; the consumers see the flow end as their producers finishing.
     ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for invalid options, [`Error::Stage`] if a stage cannot start
+    /// or a consumer cannot subscribe (the flow is then stopped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_core::{start_consumer, BoxError, Consumer, ConsumerOptions, Context, SubscriptionId};
+    /// use weir_flow::Flow;
+    ///
+    /// struct Print;
+    /// impl Consumer for Print {
+    ///     type Event = u32;
+    ///     type Message = ();
+    ///     async fn handle_events(&mut self, e: Vec<u32>, _: SubscriptionId, _: &mut Context) -> Result<(), BoxError> {
+    ///         println!("{e:?}");
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let printer = start_consumer(Print, ConsumerOptions::new())?;
+    /// let running = Flow::from_enumerable(0..10u32).stages(1).into_stages([printer.consumer().clone()]).await?;
+    /// printer.wait().await; // its only producer, the flow's last stage, finished
+    /// drop(running);
+    /// # Ok(()) }
+    /// ```
+    pub async fn into_stages(
+        self,
+        consumers: impl IntoIterator<Item = ConsumerRef<O::Out>>,
+    ) -> Result<RunningFlow, Error> {
+        let max_demand = self.max_demand;
+        let (refs, running) = self.start_last_layer().await?;
+        for consumer in consumers {
+            for producer in &refs {
+                if let Err(error) =
+                    consumer.subscribe_to(producer, SubscribeOptions::new().max_demand(max_demand)).await
+                {
+                    running.stop_all();
+                    return Err(error.into());
+                }
+            }
+        }
+        running.release_sources();
+        Ok(RunningFlow { running })
+    }
+
+    /// Runs the flow detached, for its side effects (Flow's `start`): returns a handle to
+    /// wait for it or stop it.
+    ///
+    /// # Errors
+    ///
+    /// As [`into_stream`](Flow::into_stream).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let forever = Flow::from_enumerable(0..u64::MAX).start().await?;
+    /// forever.stop().await;
+    /// let short = Flow::from_enumerable(0..10u64).start().await?;
+    /// short.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(self) -> Result<FlowTask, Error> {
+        let mut results = self.into_stream().await?;
+        let task = tokio::spawn(async move {
+            while results.next().await.is_some() {}
+            results.finish()
+        });
+        Ok(FlowTask { task })
+    }
+
+    /// Runs the flow to the end and collects its results.
     ///
     /// # Examples
     ///
@@ -830,7 +920,6 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
 
     /// Runs the flow to the end for its side effects.
     ///
-    ///
     /// # Examples
     ///
     /// ```
@@ -859,7 +948,6 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// Like [`collect`](Flow::collect), from synchronous code: runs the flow on a runtime of
     /// its own.
     ///
-    ///
     /// # Examples
     ///
     /// ```
@@ -877,6 +965,45 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().build().map_err(|e| Error::Runtime(e.to_string()))?;
         runtime.block_on(self.collect())
+    }
+}
+
+/// A flow feeding consumers ([`Flow::into_stages`]). Dropping it stops every stage of
+/// the flow.
+#[must_use = "dropping it stops the flow"]
+pub struct RunningFlow {
+    running: Running,
+}
+
+impl Drop for RunningFlow {
+    fn drop(&mut self) {
+        self.running.stop_all();
+    }
+}
+
+/// A flow running detached ([`Flow::start`]).
+#[derive(Debug)]
+pub struct FlowTask {
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl FlowTask {
+    /// Waits until the flow ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Failed`] if a stage failed.
+    pub async fn wait(self) -> Result<(), Error> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(Error::Runtime(join.to_string())),
+        }
+    }
+
+    /// Stops the flow and every stage it started.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _aborted = self.task.await;
     }
 }
 

@@ -37,5 +37,5 @@ mod partition;
 mod stage;
 
 pub use error::Error;
-pub use flow::{Flow, FlowStream};
+pub use flow::{Flow, FlowStream, FlowTask, RunningFlow};
 pub use partition::Partition;

@@ -213,3 +213,29 @@ proptest! {
         prop_assert_eq!(top, vec![all]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_or_dropping_a_flow_stops_its_stages() -> Result<(), Error> {
+    use futures::StreamExt;
+    let endless = |_: ()| {
+        weir_core::start_producer(
+            weir_core::from_enumerable(0..u64::MAX),
+            weir_core::ProducerOptions::new().demand(weir_core::DemandMode::Accumulate),
+        )
+    };
+    let source = endless(())?;
+    let task = Flow::from_stages([source.clone()]).map(|x| x + 1).start().await?;
+    task.stop().await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), source.wait())
+        .await
+        .expect("the source keeps running");
+
+    let source = endless(())?;
+    let mut results = Flow::from_stages([source.clone()]).into_stream().await?;
+    assert!(results.next().await.is_some());
+    drop(results);
+    tokio::time::timeout(std::time::Duration::from_secs(10), source.wait())
+        .await
+        .expect("the source keeps running");
+    Ok(())
+}
