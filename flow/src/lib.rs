@@ -27,8 +27,12 @@
 //! }
 //! ```
 //!
-//! This first slice has sources, the fused mappers, `partition` and `reduce` (global window,
-//! emitting the state's items); windows, triggers, joins and `departition` come next.
+//! Here so far: sources (`from_enumerable(s)`, `from_stream`, `from_stages`, `merge`), fused
+//! mappers (`map`, `filter`, `reject`, `filter_map`, `flat_map`, `inspect`, `map_values`,
+//! `uniq`, `uniq_by`), layers (`partition`, `shuffle`), reducers over the whole input
+//! (`reduce` emitting the state's items, `group_by`, `group_by_key`, `take_sort`) and every
+//! way to run (`collect`, `run`, `into_stream`, `into_stages`, `start`, `collect_blocking`).
+//! Windows, triggers, `emit` modes, joins and `departition` come next.
 
 mod error;
 mod flow;
