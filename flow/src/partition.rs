@@ -1,6 +1,6 @@
 //! How `partition` routes events to the stages of the next layer.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 pub(crate) type Route<T> = Arc<dyn Fn(&T, usize) -> Option<usize> + Send + Sync>;
@@ -74,7 +74,9 @@ impl<T> Partition<T> {
 }
 
 fn hash_index<K: Hash + ?Sized>(key: &K, stages: usize) -> usize {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() % stages as u64) as usize
+    use std::hash::BuildHasher;
+    // Fx with a seed of its own (so a stage's keys are not correlated with the stages' own
+    // Fx maps), and multiply-shift, which uses the well-mixed high bits.
+    let h = rustc_hash::FxBuildHasher.hash_one((0x9E37_79B9_7F4A_7C15u64, key));
+    ((u128::from(h) * stages as u128) >> 64) as usize
 }

@@ -66,15 +66,14 @@ where
     type Out = A::Item;
 
     fn chunk(&mut self, events: Vec<T>) -> Vec<A::Item> {
-        let (reducer, state) = (&mut self.reducer, &mut self.state);
+        let reducer = &mut self.reducer;
+        // The state leaves its field once per chunk: kept in a local, LLVM can keep it in
+        // registers instead of storing it back after every event.
+        let mut state = self.state.take();
         for event in events {
-            self.op.push(event, &mut |x| {
-                // The state moves through the reducer and back.
-                if let Some(acc) = state.take() {
-                    *state = Some(reducer(x, acc));
-                }
-            });
+            self.op.push(event, &mut |x| state = state.take().map(|acc| reducer(x, acc)));
         }
+        self.state = state;
         Vec::new()
     }
 
