@@ -13,6 +13,13 @@
 //!
 //! Both report an [`Outcome`] (events seen and their checksum) so callers can check that the
 //! two did the same work. The `core_compare` binary and the `core` criterion bench use them.
+//!
+//! [`corpus`] is a Rust port of `shared/bench-inputs/gen_corpus.py` (the deterministic inputs)
+//! and [`flow_shapes`] holds the `weir-flow` measurements (word count, map/filter/reduce,
+//! event-window aggregation) with their sequential and rayon counterparts.
+
+pub mod corpus;
+pub mod flow_shapes;
 
 use std::time::{Duration, Instant};
 
