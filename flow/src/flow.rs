@@ -300,7 +300,22 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         self
     }
 
-    /// The `max_demand` of this layer's stages towards their producers (default 1000).
+    /// The `max_demand` of this layer's stages towards their producers (default 1000):
+    /// events travel in chunks of up to half of it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// use weir_flow::Flow;
+    ///
+    /// let small: Vec<u8> = Flow::from_enumerable(0..10u8).max_demand(4).collect().await.unwrap();
+    /// assert_eq!(small.len(), 10);
+    /// let err = Flow::from_enumerable(0..10u8).max_demand(0).run().await.unwrap_err();
+    /// assert_eq!(err.to_string(), "max_demand (0) must be greater than 0");
+    /// # }
+    /// ```
     pub fn max_demand(mut self, max_demand: usize) -> Self {
         self.max_demand = max_demand;
         self
@@ -1015,6 +1030,20 @@ pub struct FlowStream<T> {
 
 impl<T> FlowStream<T> {
     /// After the stream ended: whether the flow failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// use futures::StreamExt;
+    /// use weir_flow::Flow;
+    ///
+    /// let mut results = Flow::from_enumerable(0..3u8).map(|x| 10 / x).into_stream().await.unwrap();
+    /// while results.next().await.is_some() {}
+    /// assert!(results.finish().unwrap_err().to_string().contains("map panicked"));
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
