@@ -16,9 +16,11 @@
 //!
 //! [`corpus`] is a Rust port of `shared/bench-inputs/gen_corpus.py` (the deterministic inputs)
 //! and [`flow_shapes`] holds the `weir-flow` measurements (word count, map/filter/reduce,
-//! event-window aggregation) with their sequential and rayon counterparts.
+//! event-window aggregation) with their sequential and rayon counterparts; [`flow_harness`] is
+//! what the `flow_*` programs share (command line, input, interleaved runs, summary lines).
 
 pub mod corpus;
+pub mod flow_harness;
 pub mod flow_shapes;
 
 use std::time::{Duration, Instant};

@@ -26,10 +26,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use weir_benches::flow_harness::{exit_code, Rates};
 use weir_benches::flow_shapes::{
     cpu_time, events_map_reduce_flow, events_map_reduce_rayon, events_map_reduce_sequential, line_chunks,
-    load_events, median, runtime, sum_even_squares_flow, sum_even_squares_flow_sources,
-    sum_even_squares_rayon, sum_even_squares_sequential, timed, Args,
+    load_events, runtime, sum_even_squares_flow, sum_even_squares_flow_sources, sum_even_squares_rayon,
+    sum_even_squares_sequential, timed, Args,
 };
 
 const USAGE: &str =
@@ -37,14 +38,7 @@ const USAGE: &str =
                      [--runs N] [--n N] [--events N]";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(message) => {
-            eprintln!("error: {message}\n{USAGE}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(run(), USAGE)
 }
 
 /// One way to compute a shape's result.
@@ -86,38 +80,9 @@ fn measure(items: u64, unit: &str, variants: &[Variant<'_>], only: Option<&str>,
             times[v].push(time);
         }
     }
-    println!(
-        "{:<24} {:>10} {:>14} {:>10}",
-        format!("variant (median of {runs})"),
-        "time",
-        format!("{unit}/s"),
-        "best"
-    );
-    let mut rates = Vec::new();
-    for (v, (name, _)) in variants.iter().enumerate() {
-        let med = median(&times[v]);
-        let best = times[v].iter().min().copied().unwrap_or_default();
-        let rate = items as f64 / med.as_secs_f64();
-        rates.push((*name, rate));
-        println!(
-            "{name:<24} {:>7.1} ms {:>10.1} M/s {:>7.1} ms",
-            med.as_secs_f64() * 1e3,
-            rate / 1e6,
-            best.as_secs_f64() * 1e3
-        );
-    }
-    let rate_of = |name: &str| rates.iter().find(|(v, _)| *v == name).map(|(_, r)| *r);
-    for flow in ["flow", "flow-sources"] {
-        let Some(flow_rate) = rate_of(flow) else { continue };
-        if let Some(sequential) = rate_of("sequential") {
-            let ratio = flow_rate / sequential;
-            let verdict = if ratio >= 0.5 { "met" } else { "MISSED" };
-            println!("{flow} / sequential = {ratio:.2}x  (target >= 0.5x: {verdict})");
-        }
-        if let Some(rayon) = rate_of("rayon") {
-            println!("{flow} / rayon      = {:.2}x", flow_rate / rayon);
-        }
-    }
+    let names: Vec<&str> = variants.iter().map(|(name, _)| *name).collect();
+    let rates = Rates::print_medians(24, runs, items, unit, &names, &times);
+    rates.print_flow_ratios(&["flow", "flow-sources"], "sequential", 0.5, "rayon");
     println!("checks: every run gives the same sum");
     true
 }
