@@ -687,12 +687,8 @@ impl<B: Behaviour> Runtime<B> {
     async fn on_subscribe(&mut self, request: SubscribeRequest<B::Out>) {
         let SubscribeRequest { sub, consumer, link, max_demand, partition, selector, reply } = request;
         let downstream = Downstream { id: sub, consumer, link, max_demand, partition, selector };
-        let accepted = if B::KIND == Kind::Consumer {
-            Err(Error::invalid("subscribe_to", self.name.as_ref(), "is a consumer, not a producer"))
-        } else {
-            self.dispatcher.subscribe(downstream.clone())
-        };
-        match accepted {
+        // Only producers and producer-consumers hand out a `ProducerRef`, so only they get here.
+        match self.dispatcher.subscribe(downstream.clone()) {
             Ok(more) => {
                 self.downstream.insert(sub, downstream);
                 if let Some(reply) = reply {
