@@ -16,12 +16,23 @@ use weir_core::{
 };
 
 use crate::error::Error;
-use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapValues, Op, UniqBy};
+use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapBatch, MapValues, Op, Then, UniqBy};
 use crate::partition::Partition;
-use crate::stage::{LayerStage, Mapper, Reducer};
+use crate::reduce::{Emitting, GroupBy, GroupByKey, Plain};
+use crate::reduced::{Reduced, Windowed};
+use crate::stage::{LayerStage, Mapper, Tick};
+use crate::window::Window;
 
 /// For each stage of a layer, the producers (and partitions) it subscribes to.
 type Plan<T> = Vec<Vec<(ProducerRef<T>, Option<PartitionKey>)>>;
+
+/// Where a stage sits: its index in its layer, the layer's size, and the next layer's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position {
+    pub(crate) index: usize,
+    pub(crate) stages: usize,
+    pub(crate) next_stages: usize,
+}
 
 /// Starts everything before a layer, given how many stages the layer has.
 type Upstream<T> = Box<dyn FnOnce(usize, Running) -> BoxFuture<'static, Result<Plan<T>, Error>> + Send>;
@@ -72,7 +83,7 @@ impl Running {
     }
 }
 
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map(usize::from).unwrap_or(1)
 }
 
@@ -110,8 +121,8 @@ fn cores() -> usize {
 pub struct Flow<T, O = Identity<T>> {
     upstream: Upstream<T>,
     op: O,
-    stages: usize,
-    max_demand: usize,
+    pub(crate) stages: usize,
+    pub(crate) max_demand: usize,
 }
 
 impl<T: Send + 'static> Flow<T> {
@@ -119,7 +130,7 @@ impl<T: Send + 'static> Flow<T> {
         Flow { upstream, op: Identity::new(), stages: cores(), max_demand: 1000 }
     }
 
-    fn plan_all(producers: &[ProducerRef<T>], stages: usize) -> Plan<T> {
+    pub(crate) fn plan_all(producers: &[ProducerRef<T>], stages: usize) -> Plan<T> {
         (0..stages).map(|_| producers.iter().map(|p| (p.clone(), None)).collect()).collect()
     }
 
@@ -157,6 +168,40 @@ impl<T: Send + 'static> Flow<T> {
                 Ok(plan)
             })
         }))
+    }
+
+    /// Applies `f` to each whole chunk of events, first thing in the layer (e.g. one
+    /// lookup for many events). Only a layer's first operation can be a `map_batch`: the
+    /// method exists only on a flow with no pending mappers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let mut sums: Vec<u32> = Flow::from_enumerable(0..100u32)
+    ///     .max_demand(20)
+    ///     .map_batch(|chunk: Vec<u32>| vec![chunk.iter().sum::<u32>()])
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(sums.iter().sum::<u32>(), 4950);
+    /// assert!(sums.len() >= 10); // chunks of at most half the demand
+    /// # Ok(()) }
+    /// ```
+    pub fn map_batch<F, I>(self, f: F) -> Flow<T, MapBatch<T, F>>
+    where
+        F: FnMut(Vec<T>) -> I + Clone + Send + 'static,
+        I: IntoIterator,
+        I::Item: Send + 'static,
+    {
+        Flow {
+            upstream: self.upstream,
+            op: MapBatch { f, _in: std::marker::PhantomData },
+            stages: self.stages,
+            max_demand: self.max_demand,
+        }
     }
 
     /// A flow over the items of an iterator (Flow's `from_enumerable`).
@@ -334,12 +379,12 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(lengths, vec![1, 2]);
     /// # Ok(()) }
     /// ```
-    pub fn map<U, F>(self, f: F) -> Flow<T, Map<O, F>>
+    pub fn map<U, F>(self, f: F) -> Flow<T, Then<O, Map<F>>>
     where
         F: FnMut(O::Out) -> U + Clone + Send + 'static,
         U: Send + 'static,
     {
-        self.with(|inner| Map { inner, f })
+        self.with(|inner| Then { inner, step: Map(f) })
     }
 
     /// Keeps the events `keep` accepts.
@@ -355,11 +400,11 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(big, vec![8, 9]);
     /// # Ok(()) }
     /// ```
-    pub fn filter<F>(self, keep: F) -> Flow<T, Filter<O, F>>
+    pub fn filter<F>(self, keep: F) -> Flow<T, Then<O, Filter<F>>>
     where
         F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
     {
-        self.with(|inner| Filter { inner, keep, when: true })
+        self.with(|inner| Then { inner, step: Filter { keep, when: true } })
     }
 
     /// Drops the events `drop` accepts.
@@ -375,11 +420,11 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(small, vec![0, 1]);
     /// # Ok(()) }
     /// ```
-    pub fn reject<F>(self, drop: F) -> Flow<T, Filter<O, F>>
+    pub fn reject<F>(self, drop: F) -> Flow<T, Then<O, Filter<F>>>
     where
         F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
     {
-        self.with(|inner| Filter { inner, keep: drop, when: false })
+        self.with(|inner| Then { inner, step: Filter { keep: drop, when: false } })
     }
 
     /// Maps and keeps the `Some`s.
@@ -395,12 +440,12 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(numbers, vec![1, 3]);
     /// # Ok(()) }
     /// ```
-    pub fn filter_map<U, F>(self, f: F) -> Flow<T, FilterMap<O, F>>
+    pub fn filter_map<U, F>(self, f: F) -> Flow<T, Then<O, FilterMap<F>>>
     where
         F: FnMut(O::Out) -> Option<U> + Clone + Send + 'static,
         U: Send + 'static,
     {
-        self.with(|inner| FilterMap { inner, f })
+        self.with(|inner| Then { inner, step: FilterMap(f) })
     }
 
     /// Replaces every event by the items `f` returns for it.
@@ -416,13 +461,13 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(chars, vec!['a', 'b', 'c']);
     /// # Ok(()) }
     /// ```
-    pub fn flat_map<I, F>(self, f: F) -> Flow<T, FlatMap<O, F>>
+    pub fn flat_map<I, F>(self, f: F) -> Flow<T, Then<O, FlatMap<F>>>
     where
         F: FnMut(O::Out) -> I + Clone + Send + 'static,
         I: IntoIterator,
         I::Item: Send + 'static,
     {
-        self.with(|inner| FlatMap { inner, f })
+        self.with(|inner| Then { inner, step: FlatMap(f) })
     }
 
     /// Calls `f` on every event, passing it on.
@@ -438,11 +483,11 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(items.len(), 3);
     /// # Ok(()) }
     /// ```
-    pub fn inspect<F>(self, f: F) -> Flow<T, Inspect<O, F>>
+    pub fn inspect<F>(self, f: F) -> Flow<T, Then<O, Inspect<F>>>
     where
         F: FnMut(&O::Out) + Clone + Send + 'static,
     {
-        self.with(|inner| Inspect { inner, f })
+        self.with(|inner| Then { inner, step: Inspect(f) })
     }
 
     /// Applies `f` to the value of every `(key, value)` event.
@@ -459,14 +504,14 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(pairs, vec![('a', 10), ('b', 20)]);
     /// # Ok(()) }
     /// ```
-    pub fn map_values<K, V, W, F>(self, f: F) -> Flow<T, MapValues<O, F>>
+    pub fn map_values<K, V, W, F>(self, f: F) -> Flow<T, Then<O, MapValues<F>>>
     where
         O: Op<T, Out = (K, V)>,
         F: FnMut(V) -> W + Clone + Send + 'static,
         K: Send + 'static,
         W: Send + 'static,
     {
-        self.with(|inner| MapValues { inner, f })
+        self.with(|inner| Then { inner, step: MapValues(f) })
     }
 
     /// Keeps the first event of each key, per stage: events of one key meet in one stage
@@ -488,12 +533,12 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(firsts.len(), 10);
     /// # Ok(()) }
     /// ```
-    pub fn uniq_by<K, F>(self, key: F) -> Flow<T, UniqBy<O, F, K>>
+    pub fn uniq_by<K, F>(self, key: F) -> Flow<T, Then<O, UniqBy<F, K>>>
     where
         F: FnMut(&O::Out) -> K + Clone + Send + 'static,
         K: Hash + Eq + Clone + Send + 'static,
     {
-        self.with(|inner| UniqBy { inner, key, seen: HashSet::new() })
+        self.with(|inner| Then { inner, step: UniqBy { key, seen: HashSet::new() } })
     }
 
     /// Keeps the first of equal events, per stage (see [`uniq_by`](Flow::uniq_by)).
@@ -510,7 +555,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// # Ok(()) }
     /// ```
     #[allow(clippy::type_complexity)]
-    pub fn uniq(self) -> Flow<T, UniqBy<O, fn(&O::Out) -> O::Out, O::Out>>
+    pub fn uniq(self) -> Flow<T, Then<O, UniqBy<fn(&O::Out) -> O::Out, O::Out>>>
     where
         O::Out: Hash + Eq + Clone,
     {
@@ -543,22 +588,24 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
 
     /// Ends this layer: its stages will run `make(op, next layer's stage count)`; `plan` says
     /// how the next layer's stages subscribe to them.
-    fn close_layer<S, U>(
+    pub(crate) fn close_layer<S, U>(
         self,
         next_stages: usize,
         next_max_demand: usize,
-        make: impl Fn(&O, usize) -> Result<(S, ProducerConsumerOptions<T, U>), Error> + Send + 'static,
+        make: impl Fn(&O, Position) -> Result<(S, ProducerConsumerOptions<T, U>), Error> + Send + 'static,
         plan: impl FnOnce(&[ProducerRef<U>], usize) -> Plan<U> + Send + 'static,
     ) -> Flow<U>
     where
-        S: ProducerConsumer<In = T, Out = U, Message = ()>,
+        S: ProducerConsumer<In = T, Out = U, Message = Tick>,
         U: Send + 'static,
     {
         let Flow { upstream, op, stages, max_demand } = self;
         let next: Upstream<U> = Box::new(move |n, running| {
             Box::pin(async move {
-                let refs =
-                    Self::start_layer(upstream, stages, max_demand, running, move || make(&op, n)).await?;
+                let refs = Self::start_layer(upstream, stages, max_demand, running, move |index| {
+                    make(&op, Position { index, stages, next_stages: n })
+                })
+                .await?;
                 Ok(plan(&refs, n))
             })
         });
@@ -571,10 +618,10 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         stages: usize,
         max_demand: usize,
         running: Running,
-        make: impl Fn() -> Result<(S, ProducerConsumerOptions<T, S::Out>), Error>,
+        make: impl Fn(usize) -> Result<(S, ProducerConsumerOptions<T, S::Out>), Error>,
     ) -> Result<Vec<ProducerRef<S::Out>>, Error>
     where
-        S: ProducerConsumer<In = T, Message = ()>,
+        S: ProducerConsumer<In = T, Message = Tick>,
     {
         if stages == 0 {
             return Err(Error::InvalidOption {
@@ -585,8 +632,8 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         }
         let plan = upstream(stages, running.clone()).await?;
         let mut refs = Vec::with_capacity(stages);
-        for subscriptions in plan {
-            let (stage, options) = make()?;
+        for (index, subscriptions) in plan.into_iter().enumerate() {
+            let (stage, options) = make(index)?;
             let handle = start_producer_consumer(stage, options)?;
             running.stage(handle.to_any());
             for (producer, partition) in subscriptions {
@@ -632,8 +679,8 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         self.close_layer(
             partition.stages.unwrap_or_else(cores),
             partition.max_demand.unwrap_or(1000),
-            move |op, n| {
-                let route = route.clone();
+            move |op, at| {
+                let (route, n) = (route.clone(), at.next_stages);
                 let dispatcher = PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;
                 Ok((
                     LayerStage::new(Mapper(op.clone())),
@@ -648,32 +695,77 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         )
     }
 
-    /// Folds each stage's events into a state, starting from `init()`, and emits the items
-    /// of every stage's state when its input ends (Flow's `reduce` with `emit(:events)`).
-    /// After a `partition` by key, each key's events meet in one state.
-    pub fn reduce<A, I, R>(self, init: I, reducer: R) -> Flow<A::Item>
+    /// Folds each stage's events into a state, starting from `init()` (Flow's `reduce`);
+    /// the state's items are emitted when the input ends (see [`Reduced`] for other
+    /// emissions and [`window`](Flow::window) for windows). After a `partition` by key, each
+    /// key's events meet in one state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// let sums: Vec<u64> = Flow::from_enumerable(1..=100u64).stages(1).reduce(|| vec![0], |x, s: Vec<u64>| vec![s[0] + x]).collect().await?;
+    /// assert_eq!(sums, vec![5050]);
+    /// # Ok(()) }
+    /// ```
+    pub fn reduce<A, I, R>(self, init: I, reducer: R) -> Reduced<T, O, A, Plain<R>>
     where
-        A: IntoIterator + Send + 'static,
-        A::Item: Send + 'static,
-        I: Fn() -> A + Send + 'static,
+        A: Send + 'static,
+        I: Fn() -> A + Send + Sync + 'static,
         R: FnMut(O::Out, A) -> A + Clone + Send + 'static,
     {
-        let (stages, max_demand) = (self.stages, self.max_demand);
-        self.close_layer(
-            stages,
-            max_demand,
-            move |op, _| {
-                Ok((
-                    LayerStage::new(Reducer {
-                        op: op.clone(),
-                        state: Some(init()),
-                        reducer: reducer.clone(),
-                    }),
-                    ProducerConsumerOptions::new(),
-                ))
-            },
-            Flow::plan_all,
-        )
+        self.window(Window::global()).reduce(init, reducer)
+    }
+
+    /// Folds each stage's events into a state and emits events while doing so (Flow's
+    /// `emit_and_reduce`): `reducer` returns the events to emit now and the new state. By
+    /// default the state itself is not emitted; see [`Reduced::on_trigger`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::Flow;
+    ///
+    /// // Running totals.
+    /// let totals: Vec<u32> = Flow::from_enumerable([1u32, 2, 3])
+    ///     .stages(1)
+    ///     .emit_and_reduce(|| 0u32, |x, total| (Some(total + x), total + x))
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(totals, vec![1, 3, 6]);
+    /// # Ok(()) }
+    /// ```
+    pub fn emit_and_reduce<A, I, R, E>(self, init: I, reducer: R) -> Reduced<T, O, A, Emitting<R>>
+    where
+        A: Send + 'static,
+        I: Fn() -> A + Send + Sync + 'static,
+        R: FnMut(O::Out, A) -> (E, A) + Clone + Send + 'static,
+        E: IntoIterator,
+    {
+        self.window(Window::global()).emit_and_reduce(init, reducer)
+    }
+
+    /// Sets this layer's window (Flow's `window` option of `partition`): what follows is its
+    /// reducer, run per window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Window};
+    ///
+    /// let pairs: Vec<Vec<u8>> = Flow::from_enumerable(0..5u8).stages(1).window(Window::count(2)).reduce(Vec::new, |x, mut v: Vec<u8>| { v.push(x); v }).emit(weir_flow::emit::State).collect().await?;
+    /// assert_eq!(pairs, vec![vec![0, 1], vec![2, 3], vec![4]]);
+    /// # Ok(()) }
+    /// ```
+    pub fn window(self, window: Window<O::Out>) -> Windowed<T, O> {
+        Windowed { flow: self, window }
     }
 
     /// Groups the values of `(key, value)` events by key, per stage: emits `(key, values)`
@@ -695,16 +787,13 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(groups, vec![('a', vec![1, 3]), ('b', vec![2])]);
     /// # Ok(()) }
     /// ```
-    pub fn group_by_key<K, V>(self) -> Flow<(K, Vec<V>)>
+    pub fn group_by_key<K, V>(self) -> Reduced<T, O, HashMap<K, Vec<V>>, GroupByKey>
     where
         O: Op<T, Out = (K, V)>,
         K: Hash + Eq + Send + 'static,
         V: Send + 'static,
     {
-        self.reduce(HashMap::new, |(key, value), mut groups: HashMap<K, Vec<V>>| {
-            groups.entry(key).or_default().push(value);
-            groups
-        })
+        self.window(Window::global()).group_by_key()
     }
 
     /// Groups events by `key`, per stage: emits `(key, events)` when the input ends.
@@ -722,15 +811,12 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(by_parity, vec![(false, vec![1, 3, 5]), (true, vec![0, 2, 4])]);
     /// # Ok(()) }
     /// ```
-    pub fn group_by<K, F>(self, mut key: F) -> Flow<(K, Vec<O::Out>)>
+    pub fn group_by<K, F>(self, key: F) -> Reduced<T, O, HashMap<K, Vec<O::Out>>, GroupBy<F>>
     where
         F: FnMut(&O::Out) -> K + Clone + Send + 'static,
         K: Hash + Eq + Send + 'static,
     {
-        self.reduce(HashMap::new, move |event, mut groups: HashMap<K, Vec<O::Out>>| {
-            groups.entry(key(&event)).or_default().push(event);
-            groups
-        })
+        self.window(Window::global()).group_by(key)
     }
 
     /// The first `n` events in the order `compare` gives, across all stages (Flow's
@@ -763,10 +849,13 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
             }
         };
         let last = keep(compare.clone());
-        self.reduce(Vec::new, keep(compare)).shuffle(1).reduce(|| Some(Vec::new()), {
-            let mut last = last;
-            move |event, top: Option<Vec<O::Out>>| top.map(|top| last(event, top))
-        })
+        self.reduce(Vec::new, keep(compare))
+            .shuffle(1)
+            .reduce(|| Some(Vec::new()), {
+                let mut last = last;
+                move |event, top: Option<Vec<O::Out>>| top.map(|top| last(event, top))
+            })
+            .flow()
     }
 
     /// Starts the flow and returns its results as a stream; dropping the stream stops it.
@@ -809,7 +898,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     async fn start_last_layer(self) -> Result<(Vec<ProducerRef<O::Out>>, Running), Error> {
         let Flow { upstream, op, stages, max_demand } = self;
         let running = Running::default();
-        let started = Self::start_layer(upstream, stages, max_demand, running.clone(), move || {
+        let started = Self::start_layer(upstream, stages, max_demand, running.clone(), move |_| {
             Ok((LayerStage::new(Mapper(op.clone())), ProducerConsumerOptions::new()))
         })
         .await;

@@ -34,12 +34,19 @@
 //! way to run (`collect`, `run`, `into_stream`, `into_stages`, `start`, `collect_blocking`).
 //! Windows, triggers, `emit` modes, joins and `departition` come next.
 
+mod departition;
 mod error;
 mod flow;
 pub mod op;
 mod partition;
+pub mod reduce;
+mod reduced;
 mod stage;
+mod window;
 
 pub use error::Error;
 pub use flow::{Flow, FlowStream, FlowTask, RunningFlow};
 pub use partition::Partition;
+pub use reduce::emit;
+pub use reduced::{Reduced, Windowed};
+pub use window::{Reason, Trigger, Window, WindowId};

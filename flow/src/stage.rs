@@ -11,12 +11,28 @@ use weir_core::{
 
 use crate::op::Op;
 
-/// What a layer does with the events of one stage: per chunk, and when its input ends.
+/// A timer a layer set: a periodic window's end, or a periodic trigger.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tick {
+    Window,
+    Trigger,
+}
+
+/// What a layer does with the events of one stage: per chunk, on its timers, and when its
+/// input ends.
 pub(crate) trait Layer<T>: Send + 'static {
     type Out: Send + 'static;
 
+    /// The stage subscribed to its first producer: set timers.
+    fn start(&mut self, _ctx: &mut Context<Tick>) {}
+
     /// Handles a chunk; returns what to emit now.
     fn chunk(&mut self, events: Vec<T>) -> Vec<Self::Out>;
+
+    /// A timer fired; returns what to emit now.
+    fn tick(&mut self, _tick: Tick, _ctx: &mut Context<Tick>) -> Vec<Self::Out> {
+        Vec::new()
+    }
 
     /// The input ended; returns what to emit last.
     fn done(&mut self) -> Vec<Self::Out>;
@@ -33,9 +49,7 @@ impl<T: Send + 'static, O: Op<T>> Layer<T> for Mapper<O> {
 
     fn chunk(&mut self, events: Vec<T>) -> Vec<O::Out> {
         let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            self.0.push(event, &mut |x| out.push(x));
-        }
+        self.0.push_all(events, &mut |x| out.push(x));
         out
     }
 
@@ -48,55 +62,18 @@ impl<T: Send + 'static, O: Op<T>> Layer<T> for Mapper<O> {
     }
 }
 
-/// Folds what the operations give into a state; emits the state's items at the end.
-pub(crate) struct Reducer<O, A, R> {
-    pub(crate) op: O,
-    pub(crate) state: Option<A>,
-    pub(crate) reducer: R,
-}
-
-impl<T, O, A, R> Layer<T> for Reducer<O, A, R>
-where
-    T: Send + 'static,
-    O: Op<T>,
-    A: IntoIterator + Send + 'static,
-    A::Item: Send + 'static,
-    R: FnMut(O::Out, A) -> A + Send + 'static,
-{
-    type Out = A::Item;
-
-    fn chunk(&mut self, events: Vec<T>) -> Vec<A::Item> {
-        let reducer = &mut self.reducer;
-        // The state leaves its field once per chunk: kept in a local, LLVM can keep it in
-        // registers instead of storing it back after every event.
-        let mut state = self.state.take();
-        for event in events {
-            self.op.push(event, &mut |x| state = state.take().map(|acc| reducer(x, acc)));
-        }
-        self.state = state;
-        Vec::new()
-    }
-
-    fn done(&mut self) -> Vec<A::Item> {
-        self.state.take().map(|s| s.into_iter().collect()).unwrap_or_default()
-    }
-
-    fn describe(&self) -> String {
-        format!("{} → reduce", self.op.describe())
-    }
-}
-
 /// One stage of a layer. Its subscriptions are transient and it counts its producers, so it
 /// finishes after the last one ends (not the first); a failure still stops it at once.
 pub(crate) struct LayerStage<T, L> {
     layer: L,
     producers: usize,
+    started: bool,
     _events: PhantomData<fn(T)>,
 }
 
 impl<T, L> LayerStage<T, L> {
     pub(crate) fn new(layer: L) -> Self {
-        LayerStage { layer, producers: 0, _events: PhantomData }
+        LayerStage { layer, producers: 0, started: false, _events: PhantomData }
     }
 }
 
@@ -109,31 +86,41 @@ fn panicked(operations: String, panic: &(dyn Any + Send)) -> BoxError {
 impl<T: Send + 'static, L: Layer<T>> ProducerConsumer for LayerStage<T, L> {
     type In = T;
     type Out = L::Out;
-    type Message = ();
+    type Message = Tick;
 
     async fn handle_events(
         &mut self,
         events: Vec<T>,
         _: SubscriptionId,
-        _: &mut Context,
+        _: &mut Context<Tick>,
     ) -> Result<Vec<L::Out>, BoxError> {
         let layer = &mut self.layer;
         catch_unwind(AssertUnwindSafe(|| layer.chunk(events)))
             .map_err(|panic| panicked(layer.describe(), &*panic))
     }
 
-    async fn handle_subscribe(&mut self, peer: Peer, _: &mut Context) -> Result<AskMode, BoxError> {
+    async fn handle_subscribe(&mut self, peer: Peer, ctx: &mut Context<Tick>) -> Result<AskMode, BoxError> {
         if let Peer::Producer(_) = peer {
             self.producers += 1;
+            if self.producers == 1 && !self.started {
+                self.started = true;
+                self.layer.start(ctx);
+            }
         }
         Ok(AskMode::Automatic)
+    }
+
+    async fn handle_info(&mut self, tick: Tick, ctx: &mut Context<Tick>) -> Result<Vec<L::Out>, BoxError> {
+        let layer = &mut self.layer;
+        catch_unwind(AssertUnwindSafe(|| layer.tick(tick, ctx)))
+            .map_err(|panic| panicked(layer.describe(), &*panic))
     }
 
     async fn handle_cancel(
         &mut self,
         peer: Peer,
         _: &ExitReason,
-        ctx: &mut Context,
+        ctx: &mut Context<Tick>,
     ) -> Result<Vec<L::Out>, BoxError> {
         if let Peer::Producer(_) = peer {
             self.producers -= 1;
