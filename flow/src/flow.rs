@@ -17,7 +17,7 @@ use weir_core::{
 
 use crate::error::Error;
 use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapBatch, MapValues, Op, Then, UniqBy};
-use crate::partition::Partition;
+use crate::partition::{Partition, Route};
 use crate::reduce::{Emitting, GroupBy, GroupByKey, Plain};
 use crate::reduced::{Reduced, Windowed};
 use crate::stage::{LayerStage, Mapper, Tick};
@@ -676,9 +676,14 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         O::Out: Hash,
     {
         let route = partition.route();
+        self.partition_by(route, partition.stages.unwrap_or_else(cores), partition.max_demand.unwrap_or(1000))
+    }
+
+    /// `partition` with a given route (no `Hash` bound on the events).
+    pub(crate) fn partition_by(self, route: Route<O::Out>, stages: usize, max_demand: usize) -> Flow<O::Out> {
         self.close_layer(
-            partition.stages.unwrap_or_else(cores),
-            partition.max_demand.unwrap_or(1000),
+            stages,
+            max_demand,
             move |op, at| {
                 let (route, n) = (route.clone(), at.next_stages);
                 let dispatcher = PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;

@@ -37,6 +37,7 @@
 mod departition;
 mod error;
 mod flow;
+mod join;
 pub mod op;
 mod partition;
 pub mod reduce;
@@ -46,6 +47,7 @@ mod window;
 
 pub use error::Error;
 pub use flow::{Flow, FlowStream, FlowTask, RunningFlow};
+pub use join::{JoinMode, Side};
 pub use partition::Partition;
 pub use reduce::emit;
 pub use reduced::{Reduced, Windowed};

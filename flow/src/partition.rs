@@ -73,7 +73,7 @@ impl<T> Partition<T> {
     }
 }
 
-fn hash_index<K: Hash + ?Sized>(key: &K, stages: usize) -> usize {
+pub(crate) fn hash_index<K: Hash + ?Sized>(key: &K, stages: usize) -> usize {
     use std::hash::BuildHasher;
     // Fx with a seed of its own (so a stage's keys are not correlated with the stages' own
     // Fx maps), and multiply-shift, which uses the well-mixed high bits.

@@ -29,7 +29,7 @@ pub struct Windowed<T, O: Op<T>> {
 }
 
 impl<T: Send + 'static, O: Op<T>> Windowed<T, O> {
-    fn with<A, R>(
+    pub(crate) fn with<A, R>(
         self,
         init: impl Fn() -> A + Send + Sync + 'static,
         reducer: R,
