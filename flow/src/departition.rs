@@ -3,13 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use weir_core::ProducerConsumerOptions;
-
 use crate::flow::Flow;
 use crate::op::Op;
 use crate::reduce::{FinalState, ReduceFn};
 use crate::reduced::Reduced;
-use crate::stage::{Layer, LayerStage};
+use crate::stage::Layer;
 use crate::window::WindowId;
 
 /// The departition stage: the merged state of each window and how many partitions gave it.
@@ -116,7 +114,7 @@ impl<T: Send + 'static, O: Op<T>, A: Send + 'static, R: ReduceFn<O::Out, A, (Win
                     windows: BTreeMap::new(),
                     _state: std::marker::PhantomData,
                 };
-                Ok((LayerStage::new(departition), ProducerConsumerOptions::new()))
+                Ok((departition, None))
             },
             Flow::plan_all,
         )

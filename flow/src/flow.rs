@@ -10,9 +10,9 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use weir_core::dispatcher::PartitionDispatcher;
 use weir_core::{
-    from_enumerable, from_stream, start_producer, start_producer_consumer, stream_all, AnyStageRef,
-    CancelMode, ConsumerRef, ConsumerStream, DemandMode, PartitionKey, ProducerConsumer,
-    ProducerConsumerOptions, ProducerHandle, ProducerOptions, ProducerRef, SubscribeOptions,
+    from_stream, start_producer, start_producer_consumer, stream_all, AnyStageRef, BufferSize, CancelMode,
+    ConsumerRef, ConsumerStream, DemandMode, PartitionKey, ProducerConsumerOptions, ProducerHandle,
+    ProducerOptions, ProducerRef, SubscribeOptions,
 };
 
 use crate::error::Error;
@@ -20,7 +20,8 @@ use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapBatch, Ma
 use crate::partition::{Partition, Route};
 use crate::reduce::{Emitting, GroupBy, GroupByKey, Plain};
 use crate::reduced::{Reduced, Windowed};
-use crate::stage::{LayerStage, Mapper, Tick};
+use crate::source::{puller, Puller, Source, SourceStage};
+use crate::stage::{Layer, LayerStage, Mapper};
 use crate::window::Window;
 
 /// For each stage of a layer, the producers (and partitions) it subscribes to.
@@ -35,7 +36,36 @@ pub(crate) struct Position {
 }
 
 /// Starts everything before a layer, given how many stages the layer has.
-type Upstream<T> = Box<dyn FnOnce(usize, Running) -> BoxFuture<'static, Result<Plan<T>, Error>> + Send>;
+type StartFn<T> = Box<dyn FnOnce(usize, Running) -> BoxFuture<'static, Result<Plan<T>, Error>> + Send>;
+
+/// What feeds a layer.
+enum Upstream<T> {
+    /// Stages (or producers) the layer's stages subscribe to.
+    Stages(StartFn<T>),
+    /// Iterators, pulled by the layer's stages themselves (see `source.rs`).
+    Iterators(Vec<Puller<T>>),
+}
+
+impl<T: Send + 'static> Upstream<T> {
+    /// What a layer of `stages` stages subscribes to; iterators get stages of their own.
+    async fn start(self, stages: usize, running: Running) -> Result<Plan<T>, Error> {
+        match self {
+            Upstream::Stages(start) => start(stages, running).await,
+            Upstream::Iterators(pullers) => {
+                let count = pullers.len();
+                let refs = Flow::<T>::start_layer(Upstream::Iterators(pullers), count, 1000, running, |_| {
+                    Ok((Mapper(Identity::new()), None))
+                })
+                .await?;
+                Ok(Flow::<T>::plan_all(&refs, stages))
+            }
+        }
+    }
+}
+
+/// What a stage of a layer runs, and how it routes its output (`None`: to whichever
+/// subscriber has demand).
+type StageSpec<L, U> = (L, Option<PartitionDispatcher<U>>);
 
 /// What a flow started: every stage, so a finished or failed flow stops them all, and how to
 /// release its sources, which hold their events until every stage has subscribed (so a
@@ -155,19 +185,19 @@ impl<T: Send + 'static> Flow<T> {
     /// ```
     pub fn merge(flows: impl IntoIterator<Item = Flow<T>>) -> Self {
         let upstreams: Vec<Upstream<T>> = flows.into_iter().map(|flow| flow.upstream).collect();
-        Self::source(Box::new(move |stages, running| {
+        Self::source(Upstream::Stages(Box::new(move |stages, running| {
             Box::pin(async move {
                 let mut plan: Plan<T> = (0..stages).map(|_| Vec::new()).collect();
                 for upstream in upstreams {
                     for (stage, subscriptions) in
-                        plan.iter_mut().zip(upstream(stages, running.clone()).await?)
+                        plan.iter_mut().zip(upstream.start(stages, running.clone()).await?)
                     {
                         stage.extend(subscriptions);
                     }
                 }
                 Ok(plan)
             })
-        }))
+        })))
     }
 
     /// Applies `f` to each whole chunk of events, first thing in the layer (e.g. one
@@ -245,19 +275,9 @@ impl<T: Send + 'static> Flow<T> {
         I: IntoIterator<Item = T>,
         I::IntoIter: Send + 'static,
     {
-        let sources: Vec<I::IntoIter> = sources.into_iter().map(IntoIterator::into_iter).collect();
-        Self::source(Box::new(move |stages, running| {
-            Box::pin(async move {
-                let mut producers = Vec::new();
-                for items in sources {
-                    let options = ProducerOptions::new().demand(DemandMode::Accumulate);
-                    let producer = start_producer(from_enumerable(items), options)?;
-                    running.source(&producer);
-                    producers.push(producer.producer().clone());
-                }
-                Ok(Self::plan_all(&producers, stages))
-            })
-        }))
+        Self::source(Upstream::Iterators(
+            sources.into_iter().map(|items| puller(items.into_iter())).collect(),
+        ))
     }
 
     /// A flow over the items of a `futures::Stream`.
@@ -277,14 +297,14 @@ impl<T: Send + 'static> Flow<T> {
     where
         S: Stream<Item = T> + Send + 'static,
     {
-        Self::source(Box::new(move |stages, running| {
+        Self::source(Upstream::Stages(Box::new(move |stages, running| {
             Box::pin(async move {
                 let options = ProducerOptions::new().demand(DemandMode::Accumulate);
                 let producer = start_producer(from_stream(items), options)?;
                 running.source(&producer);
                 Ok(Self::plan_all(&[producer.producer().clone()], stages))
             })
-        }))
+        })))
     }
 
     /// A flow over running producers; it ends when they all finish.
@@ -309,7 +329,7 @@ impl<T: Send + 'static> Flow<T> {
     /// ```
     pub fn from_stages<M: Send + 'static>(producers: impl IntoIterator<Item = ProducerHandle<T, M>>) -> Self {
         let producers: Vec<ProducerHandle<T, M>> = producers.into_iter().collect();
-        Self::source(Box::new(move |stages, running| {
+        Self::source(Upstream::Stages(Box::new(move |stages, running| {
             Box::pin(async move {
                 for producer in &producers {
                     running.source(producer);
@@ -317,7 +337,7 @@ impl<T: Send + 'static> Flow<T> {
                 let refs: Vec<ProducerRef<T>> = producers.iter().map(|p| p.producer().clone()).collect();
                 Ok(Self::plan_all(&refs, stages))
             })
-        }))
+        })))
     }
 }
 
@@ -578,29 +598,24 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// ```
     pub fn shuffle(self, stages: usize) -> Flow<O::Out> {
         let max_demand = self.max_demand;
-        self.close_layer(
-            stages,
-            max_demand,
-            |op, _| Ok((LayerStage::new(Mapper(op.clone())), ProducerConsumerOptions::new())),
-            Flow::plan_all,
-        )
+        self.close_layer(stages, max_demand, |op, _| Ok((Mapper(op.clone()), None)), Flow::plan_all)
     }
 
     /// Ends this layer: its stages will run `make(op, next layer's stage count)`; `plan` says
     /// how the next layer's stages subscribe to them.
-    pub(crate) fn close_layer<S, U>(
+    pub(crate) fn close_layer<L, U>(
         self,
         next_stages: usize,
         next_max_demand: usize,
-        make: impl Fn(&O, Position) -> Result<(S, ProducerConsumerOptions<T, U>), Error> + Send + 'static,
+        make: impl Fn(&O, Position) -> Result<StageSpec<L, U>, Error> + Send + 'static,
         plan: impl FnOnce(&[ProducerRef<U>], usize) -> Plan<U> + Send + 'static,
     ) -> Flow<U>
     where
-        S: ProducerConsumer<In = T, Out = U, Message = Tick>,
+        L: Layer<T, Out = U>,
         U: Send + 'static,
     {
         let Flow { upstream, op, stages, max_demand } = self;
-        let next: Upstream<U> = Box::new(move |n, running| {
+        let next = Upstream::Stages(Box::new(move |n, running| {
             Box::pin(async move {
                 let refs = Self::start_layer(upstream, stages, max_demand, running, move |index| {
                     make(&op, Position { index, stages, next_stages: n })
@@ -608,45 +623,72 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
                 .await?;
                 Ok(plan(&refs, n))
             })
-        });
+        }));
         Flow { upstream: next, op: Identity::new(), stages: next_stages, max_demand: next_max_demand }
     }
 
-    /// Starts this layer's stages, each running `make()`, fed per the upstream's plan.
-    async fn start_layer<S>(
+    /// Starts this layer's stages, each running what `make(index)` gives, fed by the
+    /// upstream: subscribed per its plan, or pulling its iterators themselves.
+    async fn start_layer<L: Layer<T>>(
         upstream: Upstream<T>,
         stages: usize,
         max_demand: usize,
         running: Running,
-        make: impl Fn(usize) -> Result<(S, ProducerConsumerOptions<T, S::Out>), Error>,
-    ) -> Result<Vec<ProducerRef<S::Out>>, Error>
-    where
-        S: ProducerConsumer<In = T, Message = Tick>,
-    {
-        if stages == 0 {
-            return Err(Error::InvalidOption {
-                option: "stages",
-                value: "0".into(),
-                rule: "must be greater than 0".into(),
-            });
-        }
-        let plan = upstream(stages, running.clone()).await?;
-        let mut refs = Vec::with_capacity(stages);
-        for (index, subscriptions) in plan.into_iter().enumerate() {
-            let (stage, options) = make(index)?;
-            let handle = start_producer_consumer(stage, options)?;
-            running.stage(handle.to_any());
-            for (producer, partition) in subscriptions {
-                // Transient: a stage outlives the first of its producers to finish, and
-                // finishes after the last (see `stage.rs`); a failure still stops it.
-                let mut subscribe =
-                    SubscribeOptions::new().max_demand(max_demand).cancel(CancelMode::Transient);
-                if let Some(partition) = partition {
-                    subscribe = subscribe.partition(partition);
-                }
-                handle.consumer().subscribe_to(&producer, subscribe).await?;
+        make: impl Fn(usize) -> Result<StageSpec<L, L::Out>, Error>,
+    ) -> Result<Vec<ProducerRef<L::Out>>, Error> {
+        for (option, value) in [("stages", stages), ("max_demand", max_demand)] {
+            if value == 0 {
+                return Err(Error::InvalidOption {
+                    option,
+                    value: "0".into(),
+                    rule: "must be greater than 0".into(),
+                });
             }
-            refs.push(handle.producer().clone());
+        }
+        let mut refs = Vec::with_capacity(stages);
+        match upstream {
+            Upstream::Iterators(pullers) => {
+                let source = Arc::new(Source::new(pullers));
+                // The chunk size the stages would get from a producer: max_demand - min_demand.
+                let batch = max_demand - max_demand / 2;
+                for index in 0..stages {
+                    let (layer, dispatcher) = make(index)?;
+                    let stage = SourceStage::new(layer, source.clone(), index % source.len().max(1), batch);
+                    // Unbounded: a batch's events all go out, like a producer-consumer's; what
+                    // exceeds demand is at most one batch's worth.
+                    let mut options = ProducerOptions::new()
+                        .demand(DemandMode::Accumulate)
+                        .buffer_size(BufferSize::Unbounded);
+                    if let Some(dispatcher) = dispatcher {
+                        options = options.dispatcher(dispatcher);
+                    }
+                    let handle = start_producer(stage, options)?;
+                    running.source(&handle);
+                    refs.push(handle.producer().clone());
+                }
+            }
+            Upstream::Stages(start) => {
+                for (index, subscriptions) in start(stages, running.clone()).await?.into_iter().enumerate() {
+                    let (layer, dispatcher) = make(index)?;
+                    let mut options = ProducerConsumerOptions::new();
+                    if let Some(dispatcher) = dispatcher {
+                        options = options.dispatcher(dispatcher);
+                    }
+                    let handle = start_producer_consumer(LayerStage::new(layer), options)?;
+                    running.stage(handle.to_any());
+                    for (producer, partition) in subscriptions {
+                        // Transient: a stage outlives the first of its producers to finish, and
+                        // finishes after the last (see `stage.rs`); a failure still stops it.
+                        let mut subscribe =
+                            SubscribeOptions::new().max_demand(max_demand).cancel(CancelMode::Transient);
+                        if let Some(partition) = partition {
+                            subscribe = subscribe.partition(partition);
+                        }
+                        handle.consumer().subscribe_to(&producer, subscribe).await?;
+                    }
+                    refs.push(handle.producer().clone());
+                }
+            }
         }
         Ok(refs)
     }
@@ -687,10 +729,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
             move |op, at| {
                 let (route, n) = (route.clone(), at.next_stages);
                 let dispatcher = PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;
-                Ok((
-                    LayerStage::new(Mapper(op.clone())),
-                    ProducerConsumerOptions::new().dispatcher(dispatcher),
-                ))
+                Ok((Mapper(op.clone()), Some(dispatcher)))
             },
             |refs, n| {
                 (0..n)
@@ -904,7 +943,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         let Flow { upstream, op, stages, max_demand } = self;
         let running = Running::default();
         let started = Self::start_layer(upstream, stages, max_demand, running.clone(), move |_| {
-            Ok((LayerStage::new(Mapper(op.clone())), ProducerConsumerOptions::new()))
+            Ok((Mapper(op.clone()), None))
         })
         .await;
         match started {
@@ -1071,8 +1110,10 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     ///
     /// As [`collect`](Flow::collect), and [`Error::Runtime`] if no runtime can be started.
     pub fn collect_blocking<C: Default + Extend<O::Out>>(self) -> Result<C, Error> {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().build().map_err(|e| Error::Runtime(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(e.to_string()))?;
         runtime.block_on(self.collect())
     }
 }

@@ -42,6 +42,7 @@ pub mod op;
 mod partition;
 pub mod reduce;
 mod reduced;
+mod source;
 mod stage;
 mod window;
 

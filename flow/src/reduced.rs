@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use weir_core::{ConsumerRef, ProducerConsumerOptions};
+use weir_core::ConsumerRef;
 
 use crate::error::Error;
 use crate::flow::{Flow, FlowStream, FlowTask, RunningFlow};
@@ -17,7 +17,6 @@ use crate::partition::Partition;
 use crate::reduce::{
     emit, DefaultEmit, Emitting, GroupBy, GroupByKey, OnTrigger, Plain, ReduceFn, UserTrigger,
 };
-use crate::stage::LayerStage;
 use crate::window::layer::{WindowLayer, Windows};
 use crate::window::{Trigger, Window};
 
@@ -161,10 +160,7 @@ impl<T: Send + 'static, O: Op<T>, A: Send + 'static, R> Reduced<T, O, A, R> {
                     at.index,
                     at.stages,
                 );
-                Ok((
-                    LayerStage::new(WindowLayer { op: op.clone(), windows, reducer_name: name }),
-                    ProducerConsumerOptions::new(),
-                ))
+                Ok((WindowLayer { op: op.clone(), windows, reducer_name: name }, None))
             },
             Flow::plan_all,
         )

@@ -16,6 +16,8 @@ use crate::op::Op;
 pub(crate) enum Tick {
     Window,
     Trigger,
+    /// A source stage goes on with its input (see `source.rs`).
+    Continue,
 }
 
 /// What a layer does with the events of one stage: per chunk, on its timers, and when its
@@ -77,8 +79,12 @@ impl<T, L> LayerStage<T, L> {
     }
 }
 
-/// A panic in a layer's functions, as an error naming them. Panics are caught once per
-/// chunk, not per event, to keep the loop tight.
+/// Runs `f` on a layer, turning a panic into an error naming the layer's functions. Panics
+/// are caught once per chunk, not per event, to keep the loop tight.
+pub(crate) fn catching<T, L: Layer<T>, R>(layer: &mut L, f: impl FnOnce(&mut L) -> R) -> Result<R, BoxError> {
+    catch_unwind(AssertUnwindSafe(|| f(layer))).map_err(|panic| panicked(layer.describe(), &*panic))
+}
+
 fn panicked(operations: String, panic: &(dyn Any + Send)) -> BoxError {
     format!("{operations} panicked: {}", panic_message(panic)).into()
 }
@@ -94,9 +100,7 @@ impl<T: Send + 'static, L: Layer<T>> ProducerConsumer for LayerStage<T, L> {
         _: SubscriptionId,
         _: &mut Context<Tick>,
     ) -> Result<Vec<L::Out>, BoxError> {
-        let layer = &mut self.layer;
-        catch_unwind(AssertUnwindSafe(|| layer.chunk(events)))
-            .map_err(|panic| panicked(layer.describe(), &*panic))
+        catching(&mut self.layer, |layer| layer.chunk(events))
     }
 
     async fn handle_subscribe(&mut self, peer: Peer, ctx: &mut Context<Tick>) -> Result<AskMode, BoxError> {
@@ -111,9 +115,7 @@ impl<T: Send + 'static, L: Layer<T>> ProducerConsumer for LayerStage<T, L> {
     }
 
     async fn handle_info(&mut self, tick: Tick, ctx: &mut Context<Tick>) -> Result<Vec<L::Out>, BoxError> {
-        let layer = &mut self.layer;
-        catch_unwind(AssertUnwindSafe(|| layer.tick(tick, ctx)))
-            .map_err(|panic| panicked(layer.describe(), &*panic))
+        catching(&mut self.layer, |layer| layer.tick(tick, ctx))
     }
 
     async fn handle_cancel(
@@ -126,9 +128,7 @@ impl<T: Send + 'static, L: Layer<T>> ProducerConsumer for LayerStage<T, L> {
             self.producers -= 1;
             if self.producers == 0 {
                 ctx.finish();
-                let layer = &mut self.layer;
-                return catch_unwind(AssertUnwindSafe(|| layer.done()))
-                    .map_err(|panic| panicked(layer.describe(), &*panic));
+                return catching(&mut self.layer, |layer| layer.done());
             }
         }
         Ok(Vec::new())

@@ -14,18 +14,20 @@ pub(crate) enum Passed {
     Done,
 }
 
-/// A stage's fixed windows: their size, lateness, and the end of the last closed one.
+/// A stage's fixed windows: their size, lateness, the end of the last closed one, and the
+/// watermark (the latest event time seen).
 #[derive(Debug)]
 pub(crate) struct Fixed {
     duration: u64,
     lateness: u64,
     closed_before: Option<u64>,
+    watermark: u64,
 }
 
 impl Fixed {
     pub(crate) fn new(duration: Duration, lateness: Duration) -> Self {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Fixed { duration: millis(duration).max(1), lateness: millis(lateness), closed_before: None }
+        Fixed { duration: millis(duration).max(1), lateness: millis(lateness), closed_before: None, watermark: 0 }
     }
 
     /// The start of the window holding time `t`.
@@ -41,13 +43,26 @@ impl Fixed {
         self.lateness > 0
     }
 
-    /// Whether the window starting at `start` is late: before the first open window
-    /// (`first_open`), or before the end of the last closed one.
-    pub(crate) fn is_late(&self, start: u64, first_open: Option<u64>) -> bool {
-        match first_open.or(self.closed_before) {
-            Some(bound) => start < bound,
-            None => false,
-        }
+    /// Moves the watermark to `t` if `t` is later; returns the watermark.
+    pub(crate) fn advance(&mut self, t: u64) -> u64 {
+        self.watermark = self.watermark.max(t);
+        self.watermark
+    }
+
+    /// Whether the window starting at `start` is late: before the end of the last closed
+    /// one, or closed by the watermark already (its end plus lateness passed) though it was
+    /// never opened (the stage's first events were of later windows).
+    pub(crate) fn is_late(&self, start: u64) -> bool {
+        self.closed_before.is_some_and(|bound| start < bound)
+            || self.passed(start, self.watermark) == Passed::Done
+    }
+
+    /// The windows to open in front of the first open one (`first_open`) so that the one
+    /// starting at `start`, before it, exists: it and every window between them.
+    pub(crate) fn to_open_before(&self, first_open: Option<u64>, start: u64) -> impl Iterator<Item = u64> {
+        let until = first_open.filter(|first| start < *first).unwrap_or(start);
+        let step = usize::try_from(self.duration).unwrap_or(usize::MAX);
+        (start..until).step_by(step)
     }
 
     /// The windows to open so that the one starting at `start` exists, given the last open
@@ -93,6 +108,21 @@ mod tests {
     }
 
     #[test]
+    fn windows_before_the_first_open_one_open_unless_the_watermark_closed_them() {
+        let mut fixed = Fixed::new(Duration::from_millis(100), Duration::from_millis(250));
+        assert_eq!(fixed.advance(320), 320);
+        assert_eq!(fixed.advance(10), 320);
+        // Window 0 would have closed at 350; window 100 is still open to late events.
+        assert!(!fixed.is_late(0));
+        fixed.advance(350);
+        assert!(fixed.is_late(0));
+        assert!(!fixed.is_late(100));
+        assert_eq!(fixed.to_open_before(Some(300), 100).collect::<Vec<_>>(), vec![100, 200]);
+        assert_eq!(fixed.to_open_before(Some(300), 300).count(), 0);
+        assert_eq!(fixed.to_open_before(None, 100).count(), 0);
+    }
+
+    #[test]
     fn lateness_delays_done_after_the_watermark() {
         let mut fixed = Fixed::new(Duration::from_millis(100), Duration::from_millis(50));
         assert_eq!(fixed.passed(0, 99), Passed::No);
@@ -100,8 +130,8 @@ mod tests {
         assert_eq!(fixed.passed(0, 149), Passed::Watermark);
         assert_eq!(fixed.passed(0, 150), Passed::Done);
         fixed.closed(0);
-        assert!(fixed.is_late(0, None));
-        assert!(!fixed.is_late(100, None));
+        assert!(fixed.is_late(0));
+        assert!(!fixed.is_late(100));
         assert_eq!(fixed.to_open(None, 300).collect::<Vec<_>>(), vec![100, 200, 300]);
     }
 }

@@ -70,9 +70,13 @@ impl<X: Send + 'static, A: Send + 'static, R: ReduceFn<X, A, U>, U: Send + 'stat
         windows
     }
 
+    fn empty(init: &Arc<dyn Fn() -> A + Send + Sync>, id: WindowId) -> Open<A> {
+        Open { id, acc: Some(init()), events: 0, since_trigger: 0, watermarked: false }
+    }
+
     fn open_window(&mut self, id: WindowId) {
-        let acc = (self.init)();
-        self.open.push_back(Open { id, acc: Some(acc), events: 0, since_trigger: 0, watermarked: false });
+        let open = Self::empty(&self.init, id);
+        self.open.push_back(open);
     }
 
     /// Opens the next global, count or periodic window.
@@ -131,22 +135,29 @@ impl<X: Send + 'static, A: Send + 'static, R: ReduceFn<X, A, U>, U: Send + 'stat
         }
     }
 
-    /// For an event at time `t`: opens its window (and those before it), moves the
-    /// watermark to `t`, and returns the window's slot, or `None` if it is late.
+    /// For an event at time `t`: opens its window (and those between it and the open ones),
+    /// moves the watermark to `t` if later, and returns the window's slot, or `None` if it
+    /// is late.
     fn fixed_slot(&mut self, t: u64, out: &mut Vec<U>) -> Option<usize> {
-        let fixed = self.fixed.as_ref()?;
+        let fixed = self.fixed.as_mut()?;
+        let watermark = fixed.advance(t);
         let start = fixed.start_of(t);
-        let first_open = self.open.front().map(|open| window_start(open.id));
-        if fixed.is_late(start, first_open) {
+        if fixed.is_late(start) {
             return None;
         }
+        let first_open = self.open.front().map(|open| window_start(open.id));
         let last_open = self.open.back().map(|open| window_start(open.id));
+        let before: Vec<u64> = fixed.to_open_before(first_open, start).collect();
         let to_open: Vec<(u64, u64)> =
             fixed.to_open(last_open, start).map(|start| (start, fixed.end_of(start))).collect();
+        for start in before.into_iter().rev() {
+            let end = fixed.end_of(start);
+            self.open.push_front(Self::empty(&self.init, WindowId::Fixed { start, end }));
+        }
         for (start, end) in to_open {
             self.open_window(WindowId::Fixed { start, end });
         }
-        self.watermark(t, out);
+        self.watermark(watermark, out);
         let first = self.open.front().map(|open| window_start(open.id))?;
         let fixed = self.fixed.as_ref()?;
         let duration = fixed.end_of(0);
