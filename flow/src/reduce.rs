@@ -146,8 +146,8 @@ pub mod emit {
     }
 
     impl<A> OnTrigger<A, ()> for Nothing {
-        fn trigger(&mut self, acc: A, _: &Trigger, _: &mut Vec<()>) -> Option<A> {
-            Some(acc)
+        fn trigger(&mut self, _: A, _: &Trigger, _: &mut Vec<()>) -> Option<A> {
+            None
         }
     }
 
