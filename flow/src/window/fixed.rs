@@ -27,7 +27,12 @@ pub(crate) struct Fixed {
 impl Fixed {
     pub(crate) fn new(duration: Duration, lateness: Duration) -> Self {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Fixed { duration: millis(duration).max(1), lateness: millis(lateness), closed_before: None, watermark: 0 }
+        Fixed {
+            duration: millis(duration).max(1),
+            lateness: millis(lateness),
+            closed_before: None,
+            watermark: 0,
+        }
     }
 
     /// The start of the window holding time `t`.
