@@ -78,10 +78,10 @@ pub(crate) struct SourceStage<T, L> {
 impl<T, L: Layer<T>> SourceStage<T, L> {
     pub(crate) fn new(layer: L, source: Arc<Source<T>>, preferred: usize, batch: usize) -> Self {
         SourceStage {
-            layer,
             source,
             preferred,
-            batch: batch.max(1),
+            batch: layer.pull_size(batch).max(1),
+            layer,
             pending: 0,
             continuing: false,
             started: false,

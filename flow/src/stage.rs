@@ -31,6 +31,13 @@ pub(crate) trait Layer<T>: Send + 'static {
     /// Handles a chunk; returns what to emit now.
     fn chunk(&mut self, events: Vec<T>) -> Vec<Self::Out>;
 
+    /// How many events to pull at once from an iterator source, given the chunk size its
+    /// demand implies. Layers that emit per event keep to it, so what they emit stays
+    /// bounded by demand.
+    fn pull_size(&self, chunk: usize) -> usize {
+        chunk
+    }
+
     /// A timer fired; returns what to emit now.
     fn tick(&mut self, _tick: Tick, _ctx: &mut Context<Tick>) -> Vec<Self::Out> {
         Vec::new()

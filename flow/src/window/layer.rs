@@ -279,6 +279,11 @@ where
         out
     }
 
+    /// A reducer emits per window, not per event: larger pulls cost less per event.
+    fn pull_size(&self, chunk: usize) -> usize {
+        chunk.max(4096)
+    }
+
     fn tick(&mut self, tick: Tick, ctx: &mut Context<Tick>) -> Vec<U> {
         let mut out = Vec::new();
         let windows = &mut self.windows;
