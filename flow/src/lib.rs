@@ -27,12 +27,22 @@
 //! }
 //! ```
 //!
-//! Here so far: sources (`from_enumerable(s)`, `from_stream`, `from_stages`, `merge`), fused
-//! mappers (`map`, `filter`, `reject`, `filter_map`, `flat_map`, `inspect`, `map_values`,
-//! `uniq`, `uniq_by`), layers (`partition`, `shuffle`), reducers over the whole input
-//! (`reduce` emitting the state's items, `group_by`, `group_by_key`, `take_sort`) and every
-//! way to run (`collect`, `run`, `into_stream`, `into_stages`, `start`, `collect_blocking`).
-//! Windows, triggers, `emit` modes, joins and `departition` come next.
+//! The whole API, by kind:
+//! - sources: [`Flow::from_enumerable`] / [`Flow::from_enumerables`] (pulled by the first
+//!   layer's stages themselves, no extra task), [`Flow::from_stream`], [`Flow::from_stages`],
+//!   [`Flow::merge`];
+//! - mappers, fused into the layer's stages: `map`, `filter`, `reject`, `filter_map`,
+//!   `flat_map`, `inspect`, `map_values`, `uniq`, `uniq_by`, and [`Flow::map_batch`] (first
+//!   in a layer only: the method exists only there);
+//! - layers: [`Flow::partition`], [`Flow::shuffle`], [`Reduced::departition`];
+//! - reducers, one per layer ([`Reduced`] has no mappers and no second reducer):
+//!   [`Flow::reduce`], [`Flow::emit_and_reduce`], `group_by`, `group_by_key`, `take_sort`,
+//!   then [`Reduced::on_trigger`] or [`Reduced::emit`] ([`emit::Events`], [`emit::State`],
+//!   [`emit::Nothing`]);
+//! - windows and triggers: [`Window`] (global, count, periodic, fixed with allowed lateness;
+//!   every n events, periodically, custom), told to `on_trigger` as a [`Trigger`];
+//! - joins: [`Flow::bounded_join`], [`Flow::window_join`] in every [`JoinMode`];
+//! - running: `collect`, `run`, `into_stream`, `into_stages`, `start`, `collect_blocking`.
 
 mod departition;
 mod error;

@@ -154,7 +154,9 @@ async fn trigger_periodically_with_emit_state_restarts_from_init() -> Result<(),
 async fn count_windows_split_exactly_inside_chunks_and_close_a_partial_last_window() -> Result<(), Error> {
     let chunks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = chunks.clone();
-    let got: Vec<(WindowId, Reason, Vec<u32>)> = Flow::from_enumerable(1..=8u32)
+    // From a stream, the layer subscribes to a producer and gets chunks of its demand (an
+    // iterator source would be pulled 4096 events at a time by a reducing layer).
+    let got: Vec<(WindowId, Reason, Vec<u32>)> = Flow::from_stream(futures::stream::iter(1..=8u32))
         .stages(1)
         .max_demand(4)
         .map_batch(move |chunk: Vec<u32>| {

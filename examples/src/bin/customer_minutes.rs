@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::error::Error;
 use std::time::Duration;
 
+use weir_examples::random;
 use weir_flow::{Flow, Partition, Trigger, Window, WindowId};
 
 const ORDERS: u64 = 100_000;
@@ -47,15 +48,6 @@ struct Order {
     customer: u32,
     amount_cents: u64,
     timestamp_ms: u64,
-}
-
-/// A small deterministic pseudo-random generator (splitmix64), so every run sees the same data.
-fn random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Orders in stream order; times increase with the position, minus up to `JITTER_MS`.

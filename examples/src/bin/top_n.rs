@@ -19,6 +19,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::error::Error;
 
+use weir_examples::random;
 use weir_flow::{Flow, Partition};
 
 /// An order; amounts in cents.
@@ -27,15 +28,6 @@ struct Order {
     id: u64,
     customer: u32,
     amount_cents: u64,
-}
-
-/// A small deterministic pseudo-random generator (splitmix64), so every run sees the same data.
-fn random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn orders(n: u64) -> Vec<Order> {
