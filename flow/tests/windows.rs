@@ -383,19 +383,29 @@ fn by_time() -> impl Fn(&Timed) -> u64 + Send + Sync + 'static {
     |(time, _): &Timed| *time
 }
 
+/// Runs `events` in one stage through `window`, summing amounts, and returns every trigger
+/// as (window, reason, sum so far).
+async fn fixed_triggers(
+    events: Vec<Timed>,
+    max_demand: usize,
+    window: Window<Timed>,
+) -> Result<Vec<(WindowId, Reason, u32)>, Error> {
+    Flow::from_enumerable(events)
+        .stages(1)
+        .max_demand(max_demand)
+        .window(window)
+        .reduce(|| 0u32, |(_, amount), total| total + amount)
+        .on_trigger(|total, t| (vec![(t.window, t.reason.clone(), total)], total))
+        .collect()
+        .await
+}
+
 #[tokio::test]
 async fn fixed_windows_report_each_window_the_empty_ones_between_and_drop_late_events() -> Result<(), Error> {
     // 1000 is the first millisecond of the second window and closes the first; 1100 comes
     // after its window closed.
     let events: Vec<Timed> = vec![(100, 1), (900, 2), (1000, 4), (3200, 8), (1100, 16), (3300, 32)];
-    let got: Vec<(WindowId, Reason, u32)> = Flow::from_enumerable(events)
-        .stages(1)
-        .max_demand(4)
-        .window(Window::fixed(SECOND, by_time()))
-        .reduce(|| 0u32, |(_, amount), total| total + amount)
-        .on_trigger(|total, t| (vec![(t.window, t.reason.clone(), total)], total))
-        .collect()
-        .await?;
+    let got = fixed_triggers(events, 4, Window::fixed(SECOND, by_time())).await?;
     assert_eq!(
         got,
         vec![
@@ -417,14 +427,7 @@ fn late_events() -> Vec<Timed> {
 #[tokio::test]
 async fn allowed_lateness_counts_late_events_with_one_watermark_trigger_before_done() -> Result<(), Error> {
     let window = Window::fixed(SECOND, by_time()).allowed_lateness(Duration::from_millis(500));
-    let got: Vec<(WindowId, Reason, u32)> = Flow::from_enumerable(late_events())
-        .stages(1)
-        .max_demand(4)
-        .window(window)
-        .reduce(|| 0u32, |(_, amount), total| total + amount)
-        .on_trigger(|total, t| (vec![(t.window, t.reason.clone(), total)], total))
-        .collect()
-        .await?;
+    let got = fixed_triggers(late_events(), 4, window).await?;
     assert_eq!(
         got,
         vec![
@@ -456,13 +459,7 @@ async fn allowed_lateness_with_emit_state_restarts_after_the_watermark() -> Resu
 #[tokio::test]
 async fn a_jump_past_a_window_and_its_lateness_fires_watermark_then_done() -> Result<(), Error> {
     let window = Window::fixed(SECOND, by_time()).allowed_lateness(Duration::from_millis(500));
-    let got: Vec<(WindowId, Reason, u32)> = Flow::from_enumerable(vec![(100u64, 1u32), (2700, 2)])
-        .stages(1)
-        .window(window)
-        .reduce(|| 0u32, |(_, amount), total| total + amount)
-        .on_trigger(|total, t| (vec![(t.window, t.reason.clone(), total)], total))
-        .collect()
-        .await?;
+    let got = fixed_triggers(vec![(100, 1), (2700, 2)], 1000, window).await?;
     assert_eq!(
         got,
         vec![
