@@ -1,0 +1,92 @@
+//! Batch processors: run `handle_batch`, retry failed messages, and acknowledge.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tracing::Instrument;
+use weir_core::{panic_message, BoxError, Consumer, Context, SubscriptionId};
+
+use crate::acknowledger::Settlement;
+use crate::handler::BatchHandler;
+use crate::message::Message;
+use crate::retry::RetryPolicy;
+use crate::telemetry::StageMetrics;
+use crate::topology::batcher::Batch;
+use crate::topology::processor::callback_failure;
+
+/// One batch processor of a batcher.
+pub(crate) struct BatchProcessor<H: BatchHandler> {
+    pub(crate) handler: Arc<H>,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) metrics: StageMetrics,
+}
+
+impl<H: BatchHandler> BatchProcessor<H> {
+    async fn handle(&self, batch: Batch<H::Output>) {
+        let Batch { mut messages, mut info } = batch;
+        let started = std::time::Instant::now();
+        self.metrics.messages(messages.len());
+        let mut settlement = Settlement::new();
+        let mut round = 1;
+        loop {
+            for message in &mut messages {
+                message.envelope.attempts += 1;
+            }
+            let result =
+                AssertUnwindSafe(self.handler.handle_batch(&mut messages, &info)).catch_unwind().await;
+            if let Some(failure) = callback_failure("handle_batch", result) {
+                for message in &mut messages {
+                    message.set_failure(failure.clone());
+                }
+            }
+            let (failed, ok): (Vec<_>, Vec<_>) = messages.into_iter().partition(Message::is_failed);
+            for mut message in ok {
+                settlement.add(&mut message.envelope.ack, None);
+            }
+            messages = failed;
+            let retry =
+                self.retry.filter(|p| messages.first().is_some_and(|m| m.attempts() < p.max_attempts()));
+            let Some(policy) = retry else { break };
+            tokio::time::sleep(policy.delay(round)).await;
+            round += 1;
+            for message in &mut messages {
+                message.clear_failure();
+            }
+            info.size = messages.len();
+        }
+        self.metrics.callback(started.elapsed());
+        if !messages.is_empty() {
+            self.metrics.failed(messages.len());
+            let seen =
+                AssertUnwindSafe(self.handler.handle_failed_batch(&mut messages, &info)).catch_unwind().await;
+            if let Err(panic) = seen {
+                tracing::error!(batcher = %info.batcher, "handle_failed_batch panicked: {}", panic_message(&*panic));
+            }
+            for message in &mut messages {
+                let failure = message.failure().cloned();
+                settlement.add(&mut message.envelope.ack, failure);
+            }
+        }
+        self.metrics.settle(settlement);
+    }
+}
+
+impl<H: BatchHandler> Consumer for BatchProcessor<H> {
+    type Event = Batch<H::Output>;
+    type Message = ();
+
+    async fn handle_events(
+        &mut self,
+        batches: Vec<Batch<H::Output>>,
+        _: SubscriptionId,
+        _: &mut Context,
+    ) -> Result<(), BoxError> {
+        for batch in batches {
+            let span =
+                tracing::debug_span!("handle_batch", batcher = %batch.info.batcher, size = batch.info.size);
+            self.handle(batch).instrument(span).await;
+        }
+        Ok(())
+    }
+}
