@@ -2,6 +2,7 @@
 //! token that settles itself as failed when dropped, and the grouping of acknowledgements.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use weir_core::panic_message;
@@ -209,11 +210,26 @@ impl Acknowledger for NoopAcknowledger {
 pub(crate) struct Ack {
     acknowledger: Option<Arc<dyn Acknowledger>>,
     data: AckData,
+    /// The pipeline's count of messages in flight, once a producer stage emitted the
+    /// message: settling it takes it off, whichever way it is settled. Kept here rather
+    /// than counted by the stages, so that a message dropped with a stage (a crashed
+    /// producer's buffer) is taken off too.
+    in_flight: Option<Arc<AtomicI64>>,
 }
 
 impl Ack {
     pub(crate) fn new(acknowledger: Arc<dyn Acknowledger>, data: AckData) -> Self {
-        Ack { acknowledger: Some(acknowledger), data }
+        Ack { acknowledger: Some(acknowledger), data, in_flight: None }
+    }
+
+    /// Counts the message in `in_flight` (which the caller increments) until it is settled;
+    /// false if it is counted or settled already.
+    pub(crate) fn track(&mut self, in_flight: &Arc<AtomicI64>) -> bool {
+        if self.acknowledger.is_none() || self.in_flight.is_some() {
+            return false;
+        }
+        self.in_flight = Some(in_flight.clone());
+        true
     }
 
     pub(crate) fn data(&self) -> &AckData {
@@ -235,6 +251,9 @@ impl Ack {
                 Some(failure) => (Vec::new(), vec![(data, failure)]),
             };
             call_ack(&*acknowledger, ok, failed);
+        }
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -271,8 +290,8 @@ pub(crate) struct Settlement {
     groups: Vec<Group>,
     pub(crate) successful: usize,
     pub(crate) failed: usize,
-    /// Messages that were acknowledged already (`ack_immediately`).
-    pub(crate) earlier: usize,
+    /// The in-flight count of the tracked messages added, and how many they are.
+    in_flight: Option<(Arc<AtomicI64>, i64)>,
 }
 
 impl Settlement {
@@ -283,9 +302,11 @@ impl Settlement {
     /// Takes `ack` over: it will be acknowledged as successful, or as failed with `failure`.
     pub(crate) fn add(&mut self, ack: &mut Ack, failure: Option<Failure>) {
         let Some(acknowledger) = ack.acknowledger.take() else {
-            self.earlier += 1;
             return;
         };
+        if let Some(in_flight) = ack.in_flight.take() {
+            self.in_flight.get_or_insert((in_flight, 0)).1 += 1;
+        }
         let data = std::mem::take(&mut ack.data);
         // Messages of one chunk nearly always share their acknowledger: look at the last
         // group first. Compare data pointers only (vtables may differ across crates).
@@ -312,9 +333,25 @@ impl Settlement {
     }
 
     /// Sends every group to its acknowledger.
-    pub(crate) fn finish(self) {
-        for group in self.groups {
+    pub(crate) fn finish(mut self) {
+        self.send();
+    }
+
+    fn send(&mut self) {
+        for group in self.groups.drain(..) {
             call_ack(&*group.acknowledger, group.successful, group.failed);
         }
+        if let Some((in_flight, settled)) = self.in_flight.take() {
+            in_flight.fetch_sub(settled, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A settlement dropped before `finish` (its stage aborted while a callback ran, at the
+/// shutdown timeout) still sends what it holds: the acknowledgements were taken out of
+/// their messages already, so nothing else would send them.
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        self.send();
     }
 }

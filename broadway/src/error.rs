@@ -18,7 +18,7 @@ pub enum Error {
     /// An option has a value outside its valid range.
     #[error("{option} ({value}) {rule}")]
     InvalidOption {
-        /// The option, as `section.option` (`processors.max_demand`, `batchers.sql.batch_size`).
+        /// The option, as `section.option` (`processors.max_demand`, `batchers.batch_size`).
         option: &'static str,
         /// The rejected value.
         value: String,

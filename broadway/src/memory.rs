@@ -191,26 +191,27 @@ impl<T: Send + 'static> MemoryProducer<T> {
     fn take(&mut self) -> (Vec<Message<T>>, bool) {
         let shared = &*self.shared;
         let mut source = shared.source();
-        let (items, exhausted): (Vec<T>, bool) = match &mut *source {
+        // Tags are handed out under the source's lock, so they follow the source's order.
+        let mut tag = shared.next_tag.load(Ordering::Relaxed);
+        let mut wrap = |item: T| {
+            tag += 1;
+            Message::new(item, shared.acknowledger.clone(), AckData::new(tag - 1))
+        };
+        let (messages, exhausted): (Vec<Message<T>>, bool) = match &mut *source {
             Source::Iter(iter) => {
-                let items: Vec<T> = iter.by_ref().take(self.demand).collect();
-                let exhausted = items.len() < self.demand;
-                (items, exhausted)
+                let messages: Vec<_> = iter.by_ref().take(self.demand).map(&mut wrap).collect();
+                let exhausted = messages.len() < self.demand;
+                (messages, exhausted)
             }
             Source::Queue { items, closed } => {
                 let n = self.demand.min(items.len());
-                let taken: Vec<T> = items.drain(..n).collect();
-                (taken, *closed && items.is_empty())
+                let messages = items.drain(..n).map(&mut wrap).collect();
+                (messages, *closed && items.is_empty())
             }
         };
+        shared.next_tag.store(tag, Ordering::Relaxed);
         drop(source);
-        self.demand -= items.len();
-        let first = shared.next_tag.fetch_add(items.len() as u64, Ordering::Relaxed);
-        let messages = items
-            .into_iter()
-            .zip(first..)
-            .map(|(item, tag)| Message::new(item, shared.acknowledger.clone(), AckData::new(tag)))
-            .collect();
+        self.demand -= messages.len();
         (messages, exhausted)
     }
 

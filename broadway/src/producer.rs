@@ -279,7 +279,7 @@ where
                 self.schedule_release(next, ctx);
             }
         }
-        self.metrics.emitted(messages.len());
+        self.metrics.emitted(&mut messages);
         if self.finished && self.held.is_empty() {
             ctx.finish();
         }

@@ -74,13 +74,16 @@ pub(crate) struct RateLimiter {
 #[derive(Debug)]
 struct Window {
     limit: RateLimit,
+    /// A limit set while this window runs: it applies from the next window on (as
+    /// documented by `Pipeline::update_rate_limit`), not to what is left of this one.
+    next: Option<RateLimit>,
     start: Instant,
     used: usize,
 }
 
 impl RateLimiter {
     pub(crate) fn new(limit: RateLimit) -> Self {
-        RateLimiter { state: Mutex::new(Window { limit, start: Instant::now(), used: 0 }) }
+        RateLimiter { state: Mutex::new(Window { limit, next: None, start: Instant::now(), used: 0 }) }
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -95,6 +98,9 @@ impl RateLimiter {
         if now >= w.start + w.limit.interval {
             w.start = now;
             w.used = 0;
+            if let Some(next) = w.next.take() {
+                w.limit = next;
+            }
         }
         let granted = wanted.min(w.limit.allowed_messages.saturating_sub(w.used));
         w.used += granted;
@@ -102,11 +108,13 @@ impl RateLimiter {
         (granted, next)
     }
 
+    /// The limit last set.
     pub(crate) fn limit(&self) -> RateLimit {
-        self.window().limit
+        let w = self.window();
+        w.next.unwrap_or(w.limit)
     }
 
     pub(crate) fn set(&self, limit: RateLimit) {
-        self.window().limit = limit;
+        self.window().next = Some(limit);
     }
 }

@@ -21,6 +21,7 @@ use metrics::{counter, histogram, Counter, Histogram, Label};
 
 use crate::acknowledger::Settlement;
 use crate::batch_info::BatchTrigger;
+use crate::message::Message;
 
 fn with(labels: &[Label], key: &'static str, value: &'static str) -> Vec<Label> {
     let mut all = labels.to_vec();
@@ -58,10 +59,12 @@ impl StageMetrics {
         }
     }
 
-    /// A producer emitted `n` messages.
-    pub(crate) fn emitted(&self, n: usize) {
-        self.messages(n);
-        self.in_flight.fetch_add(n as i64, Ordering::Relaxed);
+    /// A producer emitted `messages`: they count as in flight until they are settled.
+    pub(crate) fn emitted<D>(&self, messages: &mut [Message<D>]) {
+        self.messages(messages.len());
+        let tracked =
+            messages.iter_mut().map(|m| m.envelope.ack.track(&self.in_flight)).filter(|t| *t).count();
+        self.in_flight.fetch_add(tracked as i64, Ordering::Relaxed);
     }
 
     pub(crate) fn messages(&self, n: usize) {
@@ -86,10 +89,7 @@ impl StageMetrics {
         if settlement.failed > 0 {
             self.acked_failed.increment(settlement.failed as u64);
         }
-        let settled = settlement.successful + settlement.failed + settlement.earlier;
-        if settled > 0 {
-            self.in_flight.fetch_sub(settled as i64, Ordering::Relaxed);
-        }
+        // Takes the settled messages off `in_flight`.
         settlement.finish();
     }
 }

@@ -133,9 +133,11 @@ impl<H: Handler> Pipeline<H> {
         self.test_messages(vec![data], BatchMode::Bulk)
     }
 
-    /// Pushes messages with `data` together, the last in flush mode so that their batches
-    /// are delivered without waiting for the batch timeout (Broadway's `test_batch`);
-    /// returns their acknowledgements, tagged by index.
+    /// Pushes messages with `data` together, the last in flush mode so that the batch it
+    /// joins is delivered without waiting for the batch timeout (Broadway's `test_batch`);
+    /// returns their acknowledgements, tagged by index. Flush mode closes only the batch
+    /// holding the last message: messages `handle_message` sends to another batcher or
+    /// batch key wait for their batch's size or timeout.
     ///
     /// # Errors
     ///

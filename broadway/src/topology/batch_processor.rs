@@ -29,6 +29,11 @@ impl<H: BatchHandler> BatchProcessor<H> {
         self.metrics.messages(messages.len());
         let mut settlement = Settlement::new();
         let mut round = 1;
+        // `attempts` counts the tries in the current stage: the processor's tries of
+        // `handle_message` must not count against `handle_batch`'s retry budget.
+        for message in &mut messages {
+            message.envelope.attempts = 0;
+        }
         loop {
             for message in &mut messages {
                 message.envelope.attempts += 1;
@@ -40,14 +45,18 @@ impl<H: BatchHandler> BatchProcessor<H> {
                     message.set_failure(failure.clone());
                 }
             }
-            let (failed, ok): (Vec<_>, Vec<_>) = messages.into_iter().partition(Message::is_failed);
-            for mut message in ok {
+            // Settle the successful ones where they are; keep the failed ones (no copies).
+            for message in messages.iter_mut().filter(|m| !m.is_failed()) {
                 settlement.add(&mut message.envelope.ack, None);
             }
-            messages = failed;
+            messages.retain(Message::is_failed);
             let retry =
                 self.retry.filter(|p| messages.first().is_some_and(|m| m.attempts() < p.max_attempts()));
             let Some(policy) = retry else { break };
+            // Acknowledge the successful ones before the backoff: they need not wait for the
+            // retries, and a stage aborted during the backoff (shutdown timeout) would
+            // otherwise lose their acknowledgements, taken out of their messages already.
+            self.metrics.settle(std::mem::take(&mut settlement));
             tokio::time::sleep(policy.delay(round)).await;
             round += 1;
             for message in &mut messages {
@@ -58,6 +67,7 @@ impl<H: BatchHandler> BatchProcessor<H> {
         self.metrics.callback(started.elapsed());
         if !messages.is_empty() {
             self.metrics.failed(messages.len());
+            info.size = messages.len();
             let seen =
                 AssertUnwindSafe(self.handler.handle_failed_batch(&mut messages, &info)).catch_unwind().await;
             if let Err(panic) = seen {

@@ -81,7 +81,9 @@ impl<O: Send + 'static> Batcher<O> {
         let key = (message.batch_key().clone(), partition);
         let flush = message.batch_mode() == BatchMode::Flush;
         let (init, capacity) = match &self.size {
-            BatchSize::Count(n) => (0, *n),
+            // A batch of a huge size (one meant to close by timeout only) must not allocate
+            // its whole size up front: that overflows or aborts. It grows past this instead.
+            BatchSize::Count(n) => (0, (*n).min(1024)),
             BatchSize::By { init, .. } => (*init, 0),
         };
         let open = match self.open.get_mut(&key) {
@@ -90,12 +92,17 @@ impl<O: Send + 'static> Batcher<O> {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.deadlines.push_back((Instant::now() + self.timeout, key.clone(), id));
-                self.schedule(ctx);
-                self.open.entry(key.clone()).or_insert(Open {
+                // Open first: `schedule` forgets the deadlines of batches that are not open.
+                let open = self.open.entry(key.clone()).or_insert(Open {
                     messages: Vec::with_capacity(capacity),
                     acc: init,
                     id,
-                })
+                });
+                if !self.timer_set {
+                    self.timer_set = true;
+                    ctx.send_after(Timeout, self.timeout);
+                }
+                open
             }
         };
         let full = match &self.size {

@@ -146,10 +146,11 @@ pub(crate) fn start_batcher<H: BatchHandler>(
             if partition.is_some() {
                 subscribe = subscribe.partition(k);
             }
-            let consumer = start_consumer(
-                batch_processor,
-                ConsumerOptions::new().name(stage_name.clone()).subscribe_to(handle.producer(), subscribe),
-            )?;
+            let consumer = start_consumer(batch_processor, ConsumerOptions::new().name(stage_name.clone()))?;
+            // Subscribed (and accepted) before the producers are released: a subscription left
+            // to the new stage's task may reach the batcher after it finished (a short-lived
+            // pipeline), which would discard its last batches and fail the batch processor.
+            consumer.consumer().subscribe_to(handle.producer(), subscribe).await?;
             started.push(Started { name: stage_name, stage: consumer.to_any() });
         }
         Ok(started)

@@ -45,7 +45,6 @@ impl<H: Handler> Processor<H> {
     async fn process(&self, mut messages: Vec<Message<H::Data>>) -> Vec<Message<H::Output>> {
         let shared = &*self.shared;
         let handler = &*shared.handler;
-        let started = std::time::Instant::now();
         self.metrics.messages(messages.len());
         let prepared = AssertUnwindSafe(handler.prepare_messages(&mut messages)).catch_unwind().await;
         if let Some(failure) = callback_failure("prepare_messages", prepared) {
@@ -55,14 +54,20 @@ impl<H: Handler> Processor<H> {
         }
         let mut outputs = Vec::with_capacity(messages.len());
         let mut failed = Vec::new();
-        let results = self.handle_all(messages).await;
-        for (message, output) in results {
-            split(message, output, &mut outputs, &mut failed);
+        if shared.message_concurrency == 1 {
+            // The common case, without the intermediate list of results.
+            for mut message in messages {
+                let output = self.handle_one(&mut message).await;
+                split(message, output, &mut outputs, &mut failed);
+            }
+        } else {
+            for (message, output) in self.handle_all(messages).await {
+                split(message, output, &mut outputs, &mut failed);
+            }
         }
         if let Some(policy) = shared.retry {
             failed = self.retry(policy, failed, &mut outputs).await;
         }
-        self.metrics.callback(started.elapsed());
         let mut settlement = Settlement::new();
         if !failed.is_empty() {
             self.metrics.failed(failed.len());
