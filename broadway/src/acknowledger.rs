@@ -232,6 +232,11 @@ impl Ack {
         true
     }
 
+    /// An acknowledgement with nothing left to settle.
+    pub(crate) fn settled() -> Self {
+        Ack { acknowledger: None, data: AckData::default(), in_flight: None }
+    }
+
     pub(crate) fn data(&self) -> &AckData {
         &self.data
     }

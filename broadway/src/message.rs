@@ -47,6 +47,22 @@ pub(crate) struct Envelope {
     pub(crate) ack: Ack,
 }
 
+impl Envelope {
+    /// The envelope of a message that was settled or moved on: it acknowledges nothing.
+    pub(crate) fn settled() -> Self {
+        Envelope {
+            metadata: Metadata::new(),
+            failure: None,
+            batcher: Cow::Borrowed(DEFAULT_BATCHER),
+            batcher_index: 0,
+            batch_key: BatchKey::Default,
+            batch_mode: BatchMode::Bulk,
+            attempts: 0,
+            ack: Ack::settled(),
+        }
+    }
+}
+
 impl<T> Message<T> {
     /// A message with `data`, acknowledged by `acknowledger` with `ack_data`.
     pub fn new(data: T, acknowledger: Arc<dyn Acknowledger>, ack_data: AckData) -> Self {

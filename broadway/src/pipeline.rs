@@ -15,7 +15,7 @@ use crate::config::{BatcherOptions, ProcessorOptions, ProducerOptions};
 use crate::error::Error;
 use crate::handler::{BatchHandler, Handler};
 use crate::message::Message;
-use crate::producer::{starter, Producer, ProducerControl, StartProducer};
+use crate::producer::{starter, AsIs, EachWith, Producer, ProducerControl, StartProducer};
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::retry::RetryPolicy;
 use crate::telemetry::StageMetrics;
@@ -160,12 +160,13 @@ impl<H: Handler> Builder<H> {
     /// The producer: `factory` makes each of the `concurrency` instances (and restarted
     /// ones). Its events are the messages.
     #[must_use]
-    pub fn producer<P, F>(self, factory: F, options: ProducerOptions) -> Self
+    pub fn producer<P, F>(mut self, factory: F, options: ProducerOptions) -> Self
     where
         P: Producer<Event = Message<H::Data>>,
         F: Fn() -> P + Send + Sync + 'static,
     {
-        self.producer_with_transformer(factory, |message| message, options)
+        self.producer = Some((starter(factory, AsIs), options));
+        self
     }
 
     /// The producer, with a transformer from its events to messages (Broadway's
@@ -182,7 +183,7 @@ impl<H: Handler> Builder<H> {
         F: Fn() -> P + Send + Sync + 'static,
         T: Fn(P::Event) -> Message<H::Data> + Send + Sync + 'static,
     {
-        self.producer = Some((starter(factory, transformer), options));
+        self.producer = Some((starter(factory, EachWith(transformer)), options));
         self
     }
 

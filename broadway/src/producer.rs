@@ -207,6 +207,32 @@ enum Callback<I> {
     Drain,
 }
 
+/// Turns a producer's events into messages.
+pub(crate) trait Transform<E, D>: Send + Sync + 'static {
+    fn apply(&self, events: Vec<E>) -> Vec<Message<D>>;
+}
+
+/// No transformer: the events are the messages (and stay where they are).
+pub(crate) struct AsIs;
+
+impl<D: Send + 'static> Transform<Message<D>, D> for AsIs {
+    fn apply(&self, events: Vec<Message<D>>) -> Vec<Message<D>> {
+        events
+    }
+}
+
+/// A user's transformer, applied to each event.
+pub(crate) struct EachWith<F>(pub(crate) F);
+
+impl<E, D, F> Transform<E, D> for EachWith<F>
+where
+    F: Fn(E) -> Message<D> + Send + Sync + 'static,
+{
+    fn apply(&self, events: Vec<E>) -> Vec<Message<D>> {
+        events.into_iter().map(&self.0).collect()
+    }
+}
+
 /// Runs a user's producer: applies the transformer, the rate limit and draining.
 struct ProducerStage<P: Producer, D, F> {
     producer: P,
@@ -229,7 +255,7 @@ impl<P, D, F> ProducerStage<P, D, F>
 where
     P: Producer,
     D: Send + 'static,
-    F: Fn(P::Event) -> Message<D> + Send + Sync + 'static,
+    F: Transform<P::Event, D>,
 {
     /// Runs a user callback with a [`ProducerContext`], then applies what it asked for.
     async fn call(
@@ -259,8 +285,7 @@ where
             ctx.send_after(Control::Info(info), delay);
         }
         self.finished |= finished;
-        let transform = &*self.transform;
-        let messages: Vec<Message<D>> = events.into_iter().map(transform).collect();
+        let messages = self.transform.apply(events);
         Ok(self.limit(messages, ctx))
     }
 
@@ -298,7 +323,7 @@ impl<P, D, F> weir_core::Producer for ProducerStage<P, D, F>
 where
     P: Producer,
     D: Send + 'static,
-    F: Fn(P::Event) -> Message<D> + Send + Sync + 'static,
+    F: Transform<P::Event, D>,
 {
     type Event = Message<D>;
     type Message = Control<P::Info, D>;
@@ -395,7 +420,7 @@ pub(crate) fn starter<P, D, F>(
 where
     P: Producer,
     D: Send + 'static,
-    F: Fn(P::Event) -> Message<D> + Send + Sync + 'static,
+    F: Transform<P::Event, D>,
 {
     let transform = Arc::new(transform);
     Arc::new(move |start: ProducerStart<D>| {

@@ -13,7 +13,7 @@ use weir_core::{
 use crate::acknowledger::Settlement;
 use crate::config::PartitionFn;
 use crate::handler::Handler;
-use crate::message::{Failure, Message};
+use crate::message::{Envelope, Failure, Message};
 use crate::retry::RetryPolicy;
 use crate::telemetry::StageMetrics;
 use crate::topology::Finishing;
@@ -55,23 +55,31 @@ impl<H: Handler> Processor<H> {
         let mut outputs = Vec::with_capacity(messages.len());
         let mut failed = Vec::new();
         if shared.message_concurrency == 1 {
-            // The common case, without the intermediate list of results.
-            for mut message in messages {
-                let output = self.handle_one(&mut message).await;
-                split(message, output, &mut outputs, &mut failed);
+            // The common case, in place: a handled message's envelope moves to its output and
+            // leaves a settled husk behind; what stays in `messages` are the failed ones.
+            for message in &mut messages {
+                if let Some(output) = self.handle_one(message).await {
+                    let envelope = std::mem::replace(&mut message.envelope, Envelope::settled());
+                    outputs.push(Message::from_parts(output, envelope));
+                }
             }
+            messages.retain(Message::is_failed);
+            failed = messages;
         } else {
-            for (message, output) in self.handle_all(messages).await {
+            // Rare paths are boxed: the chunk's future stays small, and it is moved once per chunk.
+            for (message, output) in Box::pin(self.handle_all(messages)).await {
                 split(message, output, &mut outputs, &mut failed);
             }
         }
         if let Some(policy) = shared.retry {
-            failed = self.retry(policy, failed, &mut outputs).await;
+            if !failed.is_empty() {
+                failed = Box::pin(self.retry(policy, failed, &mut outputs)).await;
+            }
         }
         let mut settlement = Settlement::new();
         if !failed.is_empty() {
             self.metrics.failed(failed.len());
-            let seen = AssertUnwindSafe(handler.handle_failed(&mut failed)).catch_unwind().await;
+            let seen = Box::pin(AssertUnwindSafe(handler.handle_failed(&mut failed)).catch_unwind()).await;
             if let Err(panic) = seen {
                 tracing::error!("handle_failed panicked: {}", panic_message(&*panic));
             }
