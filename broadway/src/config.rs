@@ -70,7 +70,10 @@ impl ProducerOptions {
     }
 
     /// A crashed producer is restarted unless it crashed `max_restarts` times within
-    /// `within`; then it stays down (the other producers go on) and the pipeline logs why.
+    /// `within`; then it stays down (the other producers go on), the pipeline logs why and
+    /// [`Pipeline::wait`](crate::Pipeline::wait) reports it. Processors, batchers and batch
+    /// processors are restarted the same way, at most 3 times in 5 seconds (Broadway's
+    /// defaults).
     #[must_use]
     pub fn max_restarts(mut self, max_restarts: usize, within: Duration) -> Self {
         self.max_restarts = max_restarts;

@@ -2,27 +2,17 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use weir_core::dispatcher::PartitionDispatcher;
-use weir_core::{
-    start_consumer, start_producer_consumer, CancelMode, ConsumerOptions, ProducerConsumerOptions,
-    SubscribeOptions,
-};
 
 use crate::config::{BatcherOptions, ProcessorOptions, ProducerOptions};
 use crate::error::Error;
 use crate::handler::{BatchHandler, Handler};
 use crate::message::Message;
-use crate::producer::{starter, AsIs, EachWith, Producer, ProducerControl, StartProducer};
+use crate::producer::{starter, AsIs, EachWith, Producer, StartProducer};
 use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::retry::RetryPolicy;
-use crate::telemetry::StageMetrics;
-use crate::topology::processor::{LastProcessor, Processor, ProcessorShared};
-use crate::topology::{
-    start_batcher, supervise_producer, BatcherStart, ProcessorRefs, Slot, Slots, StartBatcher, Started,
-};
+use crate::topology::running::{start_batch_processor, BatcherSpec, Running, Spec};
 
 /// A running ingestion pipeline: producers → processors → batchers → batch processors
 /// (Broadway's topology), with back-pressure all the way and every message acknowledged
@@ -74,9 +64,7 @@ use crate::topology::{
 pub struct Pipeline<H: Handler> {
     name: Arc<str>,
     handler: Arc<H>,
-    slots: Arc<Slots<H::Data>>,
-    stages: Vec<Started>,
-    topology: Topology,
+    running: Arc<Running<H>>,
     limiter: Option<Arc<RateLimiter>>,
     shutdown_timeout: Duration,
     in_flight: Arc<AtomicI64>,
@@ -135,7 +123,7 @@ pub struct Builder<H: Handler> {
     handler: Arc<H>,
     producer: Option<(StartProducer<H::Data>, ProducerOptions)>,
     processors: ProcessorOptions<H::Data>,
-    batchers: Vec<(Arc<str>, BatcherOptions<H::Output>, StartBatcher<H>)>,
+    batchers: Vec<BatcherSpec<H>>,
     retry: Option<RetryPolicy>,
     shutdown_timeout: Duration,
 }
@@ -201,7 +189,7 @@ impl<H: Handler> Builder<H> {
     where
         H: BatchHandler,
     {
-        self.batchers.push((name.into(), options, start_batcher::<H>));
+        self.batchers.push(BatcherSpec { name: name.into(), options, start: start_batch_processor::<H> });
         self
     }
 
@@ -228,11 +216,11 @@ impl<H: Handler> Builder<H> {
         };
         producer.1.validate()?;
         self.processors.validate()?;
-        for (i, (name, options, _)) in self.batchers.iter().enumerate() {
+        for (i, BatcherSpec { name, options, .. }) in self.batchers.iter().enumerate() {
             if name.is_empty() {
                 return Err(Error::invalid("batchers.name", "\"\"", "must not be empty"));
             }
-            if self.batchers[..i].iter().any(|(other, _, _)| other == name) {
+            if self.batchers[..i].iter().any(|other| other.name == *name) {
                 return Err(Error::invalid(
                     "batchers.name",
                     format!("{name:?}"),
@@ -258,138 +246,31 @@ impl<H: Handler> Builder<H> {
     /// `max_demand` 0, `min_demand >= max_demand`, a repeated batcher name...);
     /// [`Error::Stage`] outside a tokio runtime.
     pub async fn start(self) -> Result<Pipeline<H>, Error> {
-        let (start_producer, producer_options) = self.validate()?;
-        let name: Arc<str> = self.name.as_str().into();
+        self.validate()?;
+        let Builder { name, handler, producer, processors, batchers, retry, shutdown_timeout } = self;
+        let Some((start_producer, producers)) = producer else {
+            return Err(Error::invalid("producer", "none", "is required: call Builder::producer"));
+        };
         let in_flight = Arc::new(AtomicI64::new(0));
-        let limiter = producer_options.rate_limit.map(|limit| Arc::new(RateLimiter::new(limit)));
-        let processors = &self.processors;
-        let partition = processors.partition_by.clone().map(|hash| (processors.concurrency, hash));
-
-        let mut slots = Vec::new();
-        let mut current: Vec<Option<Arc<dyn ProducerControl<H::Data>>>> = Vec::new();
-        for index in 0..producer_options.concurrency {
-            let stage = format!("{name}.producer_{index}");
-            let slot = Slot {
-                index,
-                metrics: StageMetrics::new(&name, &stage, "handle_demand", in_flight.clone()),
-                name: stage,
-                start: start_producer.clone(),
-                limiter: limiter.clone(),
-                partition: partition.clone(),
-                max_restarts: producer_options.max_restarts,
-                max_seconds: producer_options.max_seconds,
-            };
-            current.push(Some(slot.start_instance()?.into()));
-            slots.push(slot);
-        }
-
-        let shared = Arc::new(ProcessorShared {
-            handler: self.handler.clone(),
-            batchers: self.batchers.iter().map(|(n, _, _)| n.clone()).collect(),
-            retry: self.retry,
-            message_concurrency: processors.message_concurrency,
-            partition_by: processors.partition_by.clone(),
-        });
-        let mut subscribe =
-            SubscribeOptions::new().max_demand(processors.max_demand).cancel(CancelMode::Temporary);
-        if let Some(min) = processors.min_demand {
-            subscribe = subscribe.min_demand(min);
-        }
-        let mut refs = ProcessorRefs {
-            consumers: Vec::new(),
-            stages: Vec::new(),
-            subscribe,
-            partitioned: partition.is_some(),
-        };
-        let mut stages = Vec::new();
-        let mut outputs = Vec::new();
-        for index in 0..processors.concurrency {
-            let stage = format!("{name}.processor_{index}");
-            let metrics = StageMetrics::new(&name, &stage, "handle_message", in_flight.clone());
-            let processor = Processor::new(shared.clone(), metrics);
-            if self.batchers.is_empty() {
-                let handle =
-                    start_consumer(LastProcessor(processor), ConsumerOptions::new().name(stage.clone()))?;
-                refs.consumers.push(handle.consumer().clone());
-                refs.stages.push(handle.stage().clone());
-                stages.push(Started { name: stage, stage: handle.to_any() });
-            } else {
-                let mut options = ProducerConsumerOptions::new().name(stage.clone());
-                if self.batchers.len() > 1 {
-                    let dispatcher =
-                        PartitionDispatcher::new(self.batchers.len(), |m: Message<H::Output>| {
-                            let batcher = m.envelope.batcher_index;
-                            Some((m, batcher))
-                        })?;
-                    options = options.dispatcher(dispatcher);
-                }
-                let handle = start_producer_consumer(processor, options)?;
-                refs.consumers.push(handle.consumer().clone());
-                refs.stages.push(handle.stage().clone());
-                outputs.push(handle.producer().clone());
-                stages.push(Started { name: stage, stage: handle.to_any() });
-            }
-        }
-        for producer in current.iter().flatten() {
-            refs.subscribe_all(producer.producer()).await?;
-        }
-
-        let mut batchers = Vec::new();
-        for (index, (batcher, options, start)) in self.batchers.iter().enumerate() {
-            let started = start(BatcherStart {
-                pipeline: &name,
-                name: batcher,
-                index,
-                batchers: self.batchers.len(),
-                options,
-                handler: &self.handler,
-                retry: self.retry,
-                processors: &outputs,
-                in_flight: &in_flight,
-            })
-            .await?;
-            batchers.push(BatcherTopology {
-                name: batcher.to_string(),
-                stage: started.first().map(|s| s.name.clone()).unwrap_or_default(),
-                batch_processors: started.iter().skip(1).map(|s| s.name.clone()).collect(),
-                batch_size: format!("{:?}", options.batch_size),
-                batch_timeout: options.batch_timeout,
-                concurrency: options.concurrency,
-            });
-            stages.extend(started);
-        }
-
-        let topology = Topology {
-            producers: slots.iter().map(|s| s.name.clone()).collect(),
-            processors: refs
-                .stages
-                .iter()
-                .enumerate()
-                .map(|(i, _)| format!("{name}.processor_{i}"))
-                .collect(),
-            processor_max_demand: processors.max_demand,
+        let limiter = producers.rate_limit.map(|limit| Arc::new(RateLimiter::new(limit)));
+        let running = Running::start(Spec {
+            name: name.as_str().into(),
+            handler: handler.clone(),
+            start_producer,
+            producers,
+            processors,
             batchers,
-        };
-        for producer in current.iter().flatten() {
-            producer.release_demand();
-        }
-        let slots_shared = Arc::new(Slots {
-            current: Arc::new(Mutex::new(current)),
-            processors: refs,
-            draining: AtomicBool::new(false),
-            live: AtomicUsize::new(slots.len()),
-        });
-        for slot in slots {
-            tokio::spawn(supervise_producer(slot, slots_shared.clone()));
-        }
+            retry,
+            limiter: limiter.clone(),
+            in_flight: in_flight.clone(),
+        })
+        .await?;
         Ok(Pipeline {
-            name,
-            handler: self.handler,
-            slots: slots_shared,
-            stages,
-            topology,
+            name: name.into(),
+            handler,
+            running,
             limiter,
-            shutdown_timeout: self.shutdown_timeout,
+            shutdown_timeout,
             in_flight,
             next_push: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
@@ -410,12 +291,12 @@ impl<H: Handler> Pipeline<H> {
 
     /// The names of the producer stages (Broadway's `producer_names`).
     pub fn producer_names(&self) -> Vec<String> {
-        self.topology.producers.clone()
+        self.running.topology.producers.clone()
     }
 
     /// The stages of the pipeline (Broadway's `topology`).
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        &self.running.topology
     }
 
     /// Messages emitted by producers and not yet acknowledged.
@@ -456,10 +337,10 @@ impl<H: Handler> Pipeline<H> {
     /// [`Error::NotRunning`] when the pipeline is draining or stopped (the messages are
     /// then acknowledged as failed).
     pub fn push_messages(&self, messages: Vec<Message<H::Data>>) -> Result<(), Error> {
-        if self.slots.draining.load(Ordering::SeqCst) {
+        if self.running.draining.load(Ordering::SeqCst) {
             return Err(Error::NotRunning);
         }
-        let producers: Vec<_> = self.slots.current().iter().flatten().cloned().collect();
+        let producers = self.running.producers();
         if producers.is_empty() {
             return Err(Error::NotRunning);
         }
@@ -472,29 +353,22 @@ impl<H: Handler> Pipeline<H> {
     ///
     /// # Errors
     ///
-    /// [`Error::StageFailed`] naming a stage that failed (a bug in a stage, not in a
-    /// callback: callbacks' errors and panics fail messages, not stages).
+    /// [`Error::StageFailed`] naming a stage that stayed down: it crashed more often than
+    /// its restart intensity allows, or could not restart. (Callbacks' errors and panics
+    /// fail messages, not stages; a producer's crash, or a panicking `batch_size` function,
+    /// crashes a stage, which is restarted.)
     pub async fn wait(&self) -> Result<(), Error> {
-        let mut failure = None;
-        for started in &self.stages {
-            let reason = started.stage.wait().await;
-            if reason.is_failure() && failure.is_none() {
-                failure =
-                    Some(Error::StageFailed { stage: started.name.clone(), reason: reason.to_string() });
-            }
-        }
-        failure.map_or(Ok(()), Err)
+        self.running.wait().await
     }
 
     /// Whether any stage is still running.
     pub fn is_running(&self) -> bool {
-        self.stages.iter().any(|s| s.stage.is_running())
+        self.running.is_running()
     }
 
     fn start_draining(&self) {
-        self.slots.draining.store(true, Ordering::SeqCst);
-        let producers: Vec<_> = self.slots.current().iter().flatten().cloned().collect();
-        for producer in producers {
+        self.running.draining.store(true, Ordering::SeqCst);
+        for producer in self.running.producers() {
             producer.drain();
         }
     }
@@ -524,12 +398,8 @@ impl<H: Handler> Pipeline<H> {
                     "shutdown timeout ({:?}) passed; aborting the stages still running: their messages are acknowledged as failed",
                     self.shutdown_timeout
                 );
-                let producers: Vec<_> = self.slots.current().iter().flatten().cloned().collect();
-                for producer in producers {
-                    producer.stage().stop_within(Duration::ZERO).await;
-                }
-                for started in &self.stages {
-                    started.stage.stop_within(Duration::ZERO).await;
+                for stage in self.running.stages() {
+                    stage.stop_within(Duration::ZERO).await;
                 }
                 ShutdownReport { graceful: false, elapsed: started.elapsed(), abandoned, error: None }
             }
@@ -547,7 +417,10 @@ impl<H: Handler> Drop for Pipeline<H> {
 
 impl<H: Handler> fmt::Debug for Pipeline<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pipeline").field("name", &self.name).field("topology", &self.topology).finish()
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("topology", &self.running.topology)
+            .finish()
     }
 }
 

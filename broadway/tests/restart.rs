@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir_broadway::{
-    AckData, Acknowledger, BoxError, Failure, Handler, Message, Pipeline, ProcessorOptions, Producer,
+    AckData, Acknowledger, BoxError, Error, Failure, Handler, Message, Pipeline, ProcessorOptions, Producer,
     ProducerContext, ProducerOptions, RateLimit,
 };
 
@@ -170,19 +170,19 @@ impl Handler for Recorder {
 }
 
 /// Runs the plan with two producers and `options`, taking `delay` for each message;
-/// returns the ids handled, sorted.
-async fn run(plan: &Arc<Plan>, options: ProducerOptions, delay: Duration) -> Vec<u64> {
+/// returns the ids handled, sorted, and what `wait` said.
+async fn run(plan: &Arc<Plan>, options: ProducerOptions, delay: Duration) -> (Vec<u64>, Result<(), Error>) {
     let pipeline = Pipeline::builder("restart", Recorder(Mutex::default(), delay))
         .producer(plan.factory(), options.concurrency(2))
         .processors(ProcessorOptions::new().concurrency(2).max_demand(5))
         .start()
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(3600), pipeline.wait()).await.unwrap().unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(3600), pipeline.wait()).await.unwrap();
     assert_eq!(pipeline.in_flight(), 0, "every message emitted was settled");
     let mut handled = pipeline.handler().0.lock().unwrap().clone();
     handled.sort_unstable();
-    handled
+    (handled, waited)
 }
 
 #[tokio::test(start_paused = true)]
@@ -190,7 +190,8 @@ async fn a_crashed_producer_is_restarted_and_the_other_goes_on() {
     for (crash, slot) in [(Crash::ErrOnce, 0), (Crash::PanicOnce, 1)] {
         let n = 200;
         let plan = Plan::new(crash, n);
-        let handled = run(&plan, ProducerOptions::new(), Duration::ZERO).await;
+        let (handled, waited) = run(&plan, ProducerOptions::new(), Duration::ZERO).await;
+        waited.unwrap();
         assert_eq!(plan.made.load(Ordering::SeqCst), 3, "the factory made a new instance");
         assert_eq!((plan.instances(slot), plan.instances(1 - slot)), (2, 1), "only slot {slot} restarted");
         assert!(!plan.emitted_by(slot).is_empty() && !plan.emitted_by(1 - slot).is_empty());
@@ -208,7 +209,8 @@ async fn messages_a_crashed_producer_held_are_acknowledged_as_failed() {
     let options = ProducerOptions::new()
         .rate_limit(RateLimit::new(10, Duration::from_secs(1)))
         .max_restarts(1, Duration::from_secs(1));
-    let handled = run(&plan, options, Duration::ZERO).await;
+    let (handled, waited) = run(&plan, options, Duration::ZERO).await;
+    waited.unwrap();
 
     assert!(plan.instances(0) >= 3, "restarted more than max_restarts times in all: {}", plan.instances(0));
     assert_eq!(plan.instances(1), 1);
@@ -227,8 +229,13 @@ async fn messages_a_crashed_producer_held_are_acknowledged_as_failed() {
 async fn a_producer_that_crashes_too_often_stays_down_and_the_pipeline_goes_on() {
     let n = 100;
     let plan = Plan::new(Crash::Always, n);
-    let handled =
+    let (handled, waited) =
         run(&plan, ProducerOptions::new().max_restarts(2, Duration::from_secs(60)), Duration::ZERO).await;
+    // The pipeline ran to its end, and says which stage stayed down.
+    assert!(
+        matches!(&waited, Err(Error::StageFailed { stage, .. }) if stage == "restart.producer_0"),
+        "{waited:?}"
+    );
     assert_eq!(plan.instances(0), 3, "started once and restarted twice");
     assert_eq!(plan.made.load(Ordering::SeqCst), 4);
     assert!(plan.emitted_by(0).is_empty());
@@ -243,7 +250,8 @@ async fn messages_emitted_but_not_dispatched_when_a_producer_crashes_are_acknowl
     // the 20 were still in its stage.
     let n = 100;
     let plan = Plan::new(Crash::Overflow(Duration::from_millis(50)), n);
-    let handled = run(&plan, ProducerOptions::new(), Duration::from_millis(100)).await;
+    let (handled, waited) = run(&plan, ProducerOptions::new(), Duration::from_millis(100)).await;
+    waited.unwrap();
 
     assert_eq!((plan.instances(0), plan.instances(1)), (2, 1));
     let failed = plan.tally.failed_once_each(n);

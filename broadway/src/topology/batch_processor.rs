@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use tracing::Instrument;
-use weir_core::{panic_message, BoxError, Consumer, Context, SubscriptionId};
+use weir_core::{panic_message, AskMode, BoxError, Consumer, Context, ExitReason, SubscriptionId};
 
 use crate::acknowledger::Settlement;
 use crate::handler::BatchHandler;
@@ -14,15 +14,22 @@ use crate::retry::RetryPolicy;
 use crate::telemetry::StageMetrics;
 use crate::topology::batcher::Batch;
 use crate::topology::processor::callback_failure;
+use crate::topology::Finishing;
 
-/// One batch processor of a batcher.
+/// One batch processor of a batcher. It finishes after its batcher ends normally; when the
+/// batcher crashes, it waits for the restarted one to subscribe it again.
 pub(crate) struct BatchProcessor<H: BatchHandler> {
-    pub(crate) handler: Arc<H>,
-    pub(crate) retry: Option<RetryPolicy>,
-    pub(crate) metrics: StageMetrics,
+    handler: Arc<H>,
+    retry: Option<RetryPolicy>,
+    metrics: StageMetrics,
+    finishing: Finishing,
 }
 
 impl<H: BatchHandler> BatchProcessor<H> {
+    pub(crate) fn new(handler: Arc<H>, retry: Option<RetryPolicy>, metrics: StageMetrics) -> Self {
+        BatchProcessor { handler, retry, metrics, finishing: Finishing::default() }
+    }
+
     async fn handle(&self, batch: Batch<H::Output>) {
         let Batch { mut messages, mut info } = batch;
         let started = std::time::Instant::now();
@@ -97,6 +104,24 @@ impl<H: BatchHandler> Consumer for BatchProcessor<H> {
                 tracing::debug_span!("handle_batch", batcher = %batch.info.batcher, size = batch.info.size);
             self.handle(batch).instrument(span).await;
         }
+        Ok(())
+    }
+
+    async fn handle_subscribe(&mut self, _: SubscriptionId, _: &mut Context) -> Result<AskMode, BoxError> {
+        self.finishing.subscribed();
+        Ok(AskMode::Automatic)
+    }
+
+    async fn handle_cancel(
+        &mut self,
+        _: SubscriptionId,
+        reason: &ExitReason,
+        ctx: &mut Context,
+    ) -> Result<(), BoxError> {
+        if !reason.is_failure() {
+            self.finishing.upstream_done = true;
+        }
+        self.finishing.cancelled(ctx);
         Ok(())
     }
 }

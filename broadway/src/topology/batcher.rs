@@ -45,8 +45,11 @@ pub(crate) struct Batcher<O> {
     metrics: BatcherMetrics,
 }
 
-/// The batcher's timer.
-pub(crate) struct Timeout;
+/// The batcher's mailbox: its timer, and the pipeline telling it the processors are done.
+pub(crate) enum BatcherInfo {
+    Timeout,
+    ProcessorsDone,
+}
 
 impl<O: Send + 'static> Batcher<O> {
     pub(crate) fn new(
@@ -56,8 +59,6 @@ impl<O: Send + 'static> Batcher<O> {
         partition: Option<(usize, PartitionFn<O>)>,
         metrics: BatcherMetrics,
     ) -> Self {
-        // Processors do not come back: the batcher ends when the last one does.
-        let finishing = Finishing { upstream_done: true, ..Finishing::default() };
         Batcher {
             name,
             size,
@@ -67,12 +68,12 @@ impl<O: Send + 'static> Batcher<O> {
             deadlines: VecDeque::new(),
             timer_set: false,
             next_id: 0,
-            finishing,
+            finishing: Finishing::default(),
             metrics,
         }
     }
 
-    fn add(&mut self, message: Message<O>, closed: &mut Vec<Batch<O>>, ctx: &mut Context<Timeout>) {
+    fn add(&mut self, message: Message<O>, closed: &mut Vec<Batch<O>>, ctx: &mut Context<BatcherInfo>) {
         let partition = match &self.partition {
             #[allow(clippy::cast_possible_truncation)] // the remainder is below `n`, a usize
             Some((n, hash)) => (hash(&message) % *n as u64) as usize,
@@ -100,7 +101,7 @@ impl<O: Send + 'static> Batcher<O> {
                 });
                 if !self.timer_set {
                     self.timer_set = true;
-                    ctx.send_after(Timeout, self.timeout);
+                    ctx.send_after(BatcherInfo::Timeout, self.timeout);
                 }
                 open
             }
@@ -139,7 +140,7 @@ impl<O: Send + 'static> Batcher<O> {
     }
 
     /// Sets the timer for the oldest open batch, forgetting deadlines of closed ones.
-    fn schedule(&mut self, ctx: &mut Context<Timeout>) {
+    fn schedule(&mut self, ctx: &mut Context<BatcherInfo>) {
         while let Some((_, key, id)) = self.deadlines.front() {
             if self.is_current(key, *id) {
                 break;
@@ -148,11 +149,11 @@ impl<O: Send + 'static> Batcher<O> {
         }
         if let (Some((at, _, _)), false) = (self.deadlines.front(), self.timer_set) {
             self.timer_set = true;
-            ctx.send_after(Timeout, at.saturating_duration_since(Instant::now()));
+            ctx.send_after(BatcherInfo::Timeout, at.saturating_duration_since(Instant::now()));
         }
     }
 
-    fn timed_out(&mut self, ctx: &mut Context<Timeout>) -> Vec<Batch<O>> {
+    fn timed_out(&mut self, ctx: &mut Context<BatcherInfo>) -> Vec<Batch<O>> {
         self.timer_set = false;
         let now = Instant::now();
         let mut closed = Vec::new();
@@ -184,13 +185,13 @@ impl<O: Send + 'static> Batcher<O> {
 impl<O: Send + 'static> ProducerConsumer for Batcher<O> {
     type In = Message<O>;
     type Out = Batch<O>;
-    type Message = Timeout;
+    type Message = BatcherInfo;
 
     async fn handle_events(
         &mut self,
         events: Vec<Message<O>>,
         _: SubscriptionId,
-        ctx: &mut Context<Timeout>,
+        ctx: &mut Context<BatcherInfo>,
     ) -> Result<Vec<Batch<O>>, BoxError> {
         let mut closed = Vec::new();
         for message in events {
@@ -199,7 +200,11 @@ impl<O: Send + 'static> ProducerConsumer for Batcher<O> {
         Ok(closed)
     }
 
-    async fn handle_subscribe(&mut self, peer: Peer, _: &mut Context<Timeout>) -> Result<AskMode, BoxError> {
+    async fn handle_subscribe(
+        &mut self,
+        peer: Peer,
+        _: &mut Context<BatcherInfo>,
+    ) -> Result<AskMode, BoxError> {
         if let Peer::Producer(_) = peer {
             self.finishing.subscribed();
         }
@@ -210,7 +215,7 @@ impl<O: Send + 'static> ProducerConsumer for Batcher<O> {
         &mut self,
         peer: Peer,
         _: &ExitReason,
-        ctx: &mut Context<Timeout>,
+        ctx: &mut Context<BatcherInfo>,
     ) -> Result<Vec<Batch<O>>, BoxError> {
         if let Peer::Producer(_) = peer {
             if self.finishing.cancelled(ctx) {
@@ -222,9 +227,13 @@ impl<O: Send + 'static> ProducerConsumer for Batcher<O> {
 
     async fn handle_info(
         &mut self,
-        _: Timeout,
-        ctx: &mut Context<Timeout>,
+        info: BatcherInfo,
+        ctx: &mut Context<BatcherInfo>,
     ) -> Result<Vec<Batch<O>>, BoxError> {
-        Ok(self.timed_out(ctx))
+        match info {
+            BatcherInfo::Timeout => Ok(self.timed_out(ctx)),
+            BatcherInfo::ProcessorsDone if self.finishing.upstream_done(ctx) => Ok(self.drain()),
+            BatcherInfo::ProcessorsDone => Ok(Vec::new()),
+        }
     }
 }
