@@ -73,7 +73,8 @@ impl ProducerOptions {
     /// `within`; then it stays down (the other producers go on), the pipeline logs why and
     /// [`Pipeline::wait`](crate::Pipeline::wait) reports it. Processors, batchers and batch
     /// processors are restarted the same way, at most 3 times in 5 seconds (Broadway's
-    /// defaults).
+    /// defaults); when one stays down and no other takes its messages, the pipeline stops
+    /// (see [`Pipeline::wait`](crate::Pipeline::wait)).
     #[must_use]
     pub fn max_restarts(mut self, max_restarts: usize, within: Duration) -> Self {
         self.max_restarts = max_restarts;

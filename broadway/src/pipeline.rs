@@ -356,7 +356,11 @@ impl<H: Handler> Pipeline<H> {
     /// [`Error::StageFailed`] naming a stage that stayed down: it crashed more often than
     /// its restart intensity allows, or could not restart. (Callbacks' errors and panics
     /// fail messages, not stages; a producer's crash, or a panicking `batch_size` function,
-    /// crashes a stage, which is restarted.)
+    /// crashes a stage, which is restarted.) The pipeline goes on without it when others of
+    /// its kind take its messages (producers; processors and batch processors without
+    /// `partition_by`); otherwise (a batcher, the last processor or batch processor, or a
+    /// partitioned one) it stops: the stages still running stop after their current
+    /// callback, and the messages they hold are acknowledged as failed.
     pub async fn wait(&self) -> Result<(), Error> {
         self.running.wait().await
     }

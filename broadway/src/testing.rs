@@ -10,6 +10,8 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::message::{BatchMode, Failure, Message};
 use crate::pipeline::Pipeline;
+use crate::producer::{Producer, ProducerContext};
+use weir_core::BoxError;
 
 /// An acknowledger that reports every acknowledgement to a channel (Broadway's
 /// `CallerAcknowledger`): the test side is a [`TestAcks`].
@@ -47,6 +49,63 @@ impl Acknowledger for CallerAcknowledger {
         for (data, failure) in failed {
             let _test_gone = self.0.send(TestAck { tag: data.tag, failure: Some(failure) });
         }
+    }
+}
+
+/// A producer that produces nothing (Broadway's `DummyProducer`): for pipelines tested
+/// with [`Pipeline::test_message`] and [`Pipeline::test_batch`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weir_broadway::Error> {
+/// use weir_broadway::testing::DummyProducer;
+/// use weir_broadway::{BoxError, Handler, Message, Pipeline, ProducerOptions};
+///
+/// struct Double;
+/// impl Handler for Double {
+///     type Data = u32;
+///     type Output = u32;
+///     async fn handle_message(&self, message: &mut Message<u32>) -> Result<u32, BoxError> {
+///         Ok(message.data() * 2)
+///     }
+/// }
+///
+/// let pipeline = Pipeline::builder("double", Double)
+///     .producer(DummyProducer::<u32>::new, ProducerOptions::new())
+///     .start()
+///     .await?;
+/// assert!(pipeline.test_message(21)?.all().await[0].is_successful());
+/// pipeline.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct DummyProducer<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> DummyProducer<T> {
+    /// A producer of nothing.
+    pub fn new() -> Self {
+        DummyProducer(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for DummyProducer<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Send + 'static> Producer for DummyProducer<T> {
+    type Event = Message<T>;
+    type Info = ();
+
+    async fn handle_demand(
+        &mut self,
+        _: usize,
+        _: &mut ProducerContext<'_, ()>,
+    ) -> Result<Vec<Message<T>>, BoxError> {
+        Ok(Vec::new())
     }
 }
 

@@ -6,6 +6,11 @@
 //! to its producers and is subscribed to by its consumers. Each consuming stage finishes
 //! once its upstream is done for good (told by the slot tasks: `ProducersDone`,
 //! `ProcessorsDone`, or its batcher ending normally) and its subscriptions have ended.
+//!
+//! A stage that crashes too often stays down. The pipeline goes on without it when others
+//! of its kind take its messages (a producer; a processor or batch processor without
+//! `partition_by` and with running siblings); otherwise what it would have handled has
+//! nowhere to go, so the pipeline stops (see `Running::goes_on_without`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -120,6 +125,9 @@ pub(crate) struct Running<H: Handler> {
     batch_processors: Mutex<Vec<Vec<Started<Batch<H::Output>>>>>,
     live_producers: AtomicUsize,
     live_processors: AtomicUsize,
+    /// Processors, and batch processors of each batcher, that stayed down.
+    processors_down: AtomicUsize,
+    batch_processors_down: Vec<AtomicUsize>,
     /// Slots whose stage may still run; 0 once the pipeline has stopped.
     live: watch::Sender<usize>,
     failures: Mutex<Vec<Error>>,
@@ -176,6 +184,8 @@ impl<H: Handler> Running<H> {
         let running = Arc::new(Running {
             live_producers: AtomicUsize::new(spec.producers.concurrency),
             live_processors: AtomicUsize::new(spec.processors.concurrency),
+            processors_down: AtomicUsize::new(0),
+            batch_processors_down: spec.batchers.iter().map(|_| AtomicUsize::new(0)).collect(),
             spec,
             shared,
             draining: AtomicBool::new(false),
@@ -416,20 +426,64 @@ impl<H: Handler> Running<H> {
             restarts.retain(|t| now.duration_since(*t) < window);
             if restarts.len() >= max_restarts {
                 tracing::error!(stage = %name, %reason, "stage crashed too often ({max_restarts} restarts within {window:?}); it stays down");
-                lock(&self.failures)
-                    .push(Error::StageFailed { stage: name.clone(), reason: reason.to_string() });
+                self.stays_down(slot, &name, reason.to_string()).await;
                 break;
             }
             restarts.push_back(now);
             tracing::warn!(stage = %name, %reason, "stage crashed; restarting it (the messages it held are acknowledged as failed)");
             if let Err(error) = self.restart(slot).await {
                 tracing::error!(stage = %name, %error, "stage could not restart");
-                lock(&self.failures)
-                    .push(Error::StageFailed { stage: name.clone(), reason: error.to_string() });
+                self.stays_down(slot, &name, error.to_string()).await;
                 break;
             }
         }
         self.slot_done(slot);
+    }
+
+    /// `slot`'s stage stays down: `wait` reports it, and the pipeline stops unless it can go
+    /// on without it.
+    async fn stays_down(&self, slot: Slot, name: &str, reason: String) {
+        lock(&self.failures).push(Error::StageFailed { stage: name.to_owned(), reason });
+        if !self.goes_on_without(slot) {
+            tracing::error!(stage = %name, "no other stage takes the messages of the stage that stays down; the pipeline stops");
+            self.stop_all().await;
+        }
+    }
+
+    /// Whether the pipeline can go on without `slot`'s stage, down for good: only if other
+    /// stages of its kind take its messages. Without it, the messages it would have had
+    /// wait forever: a batcher's in the processors (which then stop asking), a lone or
+    /// partitioned processor's in the producers, a lone or partitioned batch processor's in
+    /// its batcher; the stages holding them never finish, and `wait` would hang.
+    fn goes_on_without(&self, slot: Slot) -> bool {
+        match slot {
+            // The other producers go on; when none is left, the pipeline drains.
+            Slot::Producer(_) => true,
+            Slot::Processor(_) => {
+                let down = self.processors_down.fetch_add(1, Ordering::SeqCst) + 1;
+                let processors = &self.spec.processors;
+                processors.partition_by.is_none() && down < processors.concurrency
+            }
+            Slot::Batcher(_) => false,
+            Slot::BatchProcessor(b, _) => {
+                let down = self.batch_processors_down[b].fetch_add(1, Ordering::SeqCst) + 1;
+                let options = &self.spec.batchers[b].options;
+                options.partition_by.is_none() && down < options.concurrency
+            }
+        }
+    }
+
+    /// Stops every stage still running (each after its current callback): the messages
+    /// they hold are acknowledged as failed. Marked draining first, under the restart lock,
+    /// so that no stage is restarted after this (it would wait for neighbours that are
+    /// gone, and the pipeline would never stop).
+    async fn stop_all(&self) {
+        let _no_restart_meanwhile = self.restarting.lock().await;
+        self.draining.store(true, Ordering::SeqCst);
+        for stage in self.stages() {
+            // Not awaited here: a stage stopping after a long callback holds up no other.
+            tokio::spawn(async move { stage.stop().await });
+        }
     }
 
     fn slot_done(&self, slot: Slot) {
@@ -459,6 +513,13 @@ impl<H: Handler> Running<H> {
     /// Starts a new instance in `slot` and wires it to the running neighbours.
     async fn restart(&self, slot: Slot) -> Result<(), Error> {
         let _one_at_a_time = self.restarting.lock().await;
+        if self.draining.load(Ordering::SeqCst) && !matches!(slot, Slot::Producer(_)) {
+            // The pipeline stopped (`stop_all`) or started draining while this slot waited
+            // for the lock: no restart, as `supervise` decides while draining; its task then
+            // sees the old instance stopped and ends. (A restarted processor or batcher would
+            // find no neighbours and never finish.)
+            return Ok(());
+        }
         match slot {
             Slot::Producer(i) => {
                 let producer: Arc<dyn ProducerControl<H::Data>> = Arc::from(self.start_producer(i)?);
