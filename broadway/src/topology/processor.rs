@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use rustc_hash::FxHashMap;
+use tracing::Instrument;
 use weir_core::{
     panic_message, AskMode, BoxError, Consumer, Context, ExitReason, Peer, ProducerConsumer, SubscriptionId,
 };
@@ -266,9 +267,10 @@ impl<H: Handler> ProducerConsumer for Processor<H> {
         &mut self,
         events: Vec<Message<H::Data>>,
         _: SubscriptionId,
-        _: &mut Context<ProcessorInfo>,
+        ctx: &mut Context<ProcessorInfo>,
     ) -> Result<Vec<Message<H::Output>>, BoxError> {
-        Ok(self.process(events).await)
+        let span = tracing::debug_span!("handle_messages", stage = ctx.name(), size = events.len());
+        Ok(self.process(events).instrument(span).await)
     }
 
     async fn handle_subscribe(
@@ -311,9 +313,10 @@ impl<H: Handler> Consumer for LastProcessor<H> {
         &mut self,
         events: Vec<Message<H::Data>>,
         _: SubscriptionId,
-        _: &mut Context<ProcessorInfo>,
+        ctx: &mut Context<ProcessorInfo>,
     ) -> Result<(), BoxError> {
-        self.0.process(events).await;
+        let span = tracing::debug_span!("handle_messages", stage = ctx.name(), size = events.len());
+        self.0.process(events).instrument(span).await;
         Ok(())
     }
 
