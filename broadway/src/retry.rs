@@ -5,6 +5,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::error::Error;
+use crate::message::{Failure, Message};
 
 /// How often, and after how long, a failed message is tried again before it goes to
 /// `handle_failed` (a dead letter). Applies to `handle_message` in processors and to
@@ -31,13 +32,14 @@ use crate::error::Error;
 /// assert_eq!(policy.delay(9), Duration::from_secs(2));
 /// assert!(RetryPolicy::new(0).validate().is_err());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
     multiplier: f64,
     jitter: bool,
+    retryable: fn(&Failure) -> bool,
 }
 
 impl RetryPolicy {
@@ -50,7 +52,33 @@ impl RetryPolicy {
             max_backoff: Duration::from_secs(10),
             multiplier: 2.0,
             jitter: true,
+            retryable: |_| true,
         }
+    }
+
+    /// Retries only the failures `retryable` accepts (default: every failure), e.g. a
+    /// database error in `handle_batch` but not a malformed message:
+    ///
+    /// ```
+    /// use weir_broadway::{Failure, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::new(5).retry_if(|f| matches!(f, Failure::Error { callback: "handle_batch", .. }));
+    /// assert!(!policy.retries(&Failure::Failed("malformed".into())));
+    /// ```
+    #[must_use]
+    pub fn retry_if(mut self, retryable: fn(&Failure) -> bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// Whether a message that failed this way is tried again (attempts permitting).
+    pub fn retries(&self, failure: &Failure) -> bool {
+        (self.retryable)(failure)
+    }
+
+    /// Whether `message` gets another try.
+    pub(crate) fn again<T>(&self, message: &Message<T>) -> bool {
+        message.attempts() < self.max_attempts && message.failure().is_some_and(|f| self.retries(f))
     }
 
     /// The wait before the first retry, and the longest wait.

@@ -262,3 +262,39 @@ async fn handle_batch_is_retried_with_only_the_failed_messages() {
     assert!(dead.iter().all(|(_, attempts, f)| *attempts == 3 && *f == Failure::Failed("still down".into())));
     assert_eq!(failed.keys().copied().collect::<Vec<_>>(), vec![0, 10, 20]);
 }
+
+/// `handle_message` fails even ids with an error (transient) and odd ones with
+/// `Message::fail` (permanent), recording the attempts of each.
+#[derive(Default)]
+struct TwoKinds(Mutex<BTreeMap<u64, u32>>);
+
+impl Handler for TwoKinds {
+    type Data = u64;
+    type Output = u64;
+
+    async fn handle_message(&self, message: &mut Message<u64>) -> Result<u64, BoxError> {
+        let id = *message.data();
+        self.0.lock().unwrap().insert(id, message.attempts());
+        if id % 2 == 0 {
+            return Err("transient".into());
+        }
+        message.fail("malformed");
+        Ok(id)
+    }
+}
+
+impl BatchHandler for TwoKinds {
+    async fn handle_batch(&self, _: &mut [Message<u64>], _: &BatchInfo) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_if_retries_only_the_failures_it_accepts() {
+    let policy = policy().retry_if(|f| matches!(f, Failure::Error { .. }));
+    let (handler, failed) = run(TwoKinds::default(), 6, policy, false).await;
+    let attempts = handler.0.lock().unwrap().clone();
+    assert_eq!(attempts, BTreeMap::from([(0, 3), (1, 1), (2, 3), (3, 1), (4, 3), (5, 1)]));
+    assert_eq!(failed.len(), 6);
+    assert!(failed.iter().all(|(id, f)| matches!(f, Failure::Failed(_)) == (id % 2 == 1)), "{failed:?}");
+}

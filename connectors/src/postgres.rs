@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
+use tokio_postgres::error::Severity;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 use weir_broadway::Message;
@@ -13,6 +14,36 @@ use crate::sql::{ColumnType, OnConflict, Row, Table, Value};
 
 fn db(error: impl std::fmt::Display) -> Error {
     Error::Database { database: "postgres", message: error.to_string() }
+}
+
+/// A tokio-postgres error as [`Error::Database`]. Its `Display` is only the kind ("db
+/// error", "error connecting to server"): the server's message, or the I/O error, is its
+/// source, so the message is built from that (else every failure read "postgres: db error").
+fn pg(error: &tokio_postgres::Error) -> Error {
+    let message = match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(server), _) => {
+            let mut message =
+                format!("{}: {} ({})", server.severity(), server.message(), server.code().code());
+            if let Some(detail) = server.detail() {
+                message.push_str("; ");
+                message.push_str(detail);
+            }
+            message
+        }
+        (None, Some(source)) => format!("{error}: {source}"),
+        (None, None) => error.to_string(),
+    };
+    Error::Database { database: "postgres", message }
+}
+
+/// Whether the connection can serve the next write after `error`: only when the server
+/// reported a plain ERROR (its session goes on). After anything else (FATAL, e.g. the
+/// backend was terminated; I/O; closed) it is dropped and reopened on the next write.
+/// `Client::is_closed` alone is not enough: it turns true only once the connection task
+/// has read the end of the stream, which may be after this write returns, so the next
+/// write would fail on the dead connection too.
+fn keeps_session(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|server| server.parsed_severity() == Some(Severity::Error))
 }
 
 /// One column of a batch, as the array `UNNEST` takes.
@@ -71,9 +102,10 @@ impl Column {
 /// transaction: a batch is written whole or not at all, and `handle_batch` returns the error
 /// so the batch fails (and is retried per the pipeline's retry policy).
 ///
-/// With an upsert or ignore rule, rows repeating a key within one batch are merged first
-/// (the last wins), since PostgreSQL refuses to touch a row twice in one statement. A lost
-/// connection is reopened on the next write. No TLS: loopback and private networks.
+/// With an upsert rule, rows repeating a key within one batch are merged first (the last
+/// wins), since PostgreSQL refuses to update a row twice in one statement; with an ignore
+/// rule the first of them stays. A lost connection is reopened on the next write. No TLS:
+/// loopback and private networks.
 ///
 /// # Examples
 ///
@@ -102,7 +134,7 @@ impl std::fmt::Debug for PostgresWriter {
 }
 
 async fn open(url: &str) -> Result<Client, Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(db)?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| pg(&e))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "postgres connection ended");
@@ -122,7 +154,7 @@ impl PostgresWriter {
     pub async fn connect(url: &str, table: Table) -> Result<Self, Error> {
         table.validate()?;
         let client = open(url).await?;
-        client.batch_execute(&table.create_sql(ColumnType::postgres)).await.map_err(db)?;
+        client.batch_execute(&table.create_sql(ColumnType::postgres)).await.map_err(|e| pg(&e))?;
         let arrays: Vec<String> = table
             .columns
             .iter()
@@ -161,6 +193,9 @@ impl PostgresWriter {
     ///
     /// As [`write`](Self::write).
     pub async fn write_rows(&self, rows: Vec<Vec<Value>>) -> Result<usize, Error> {
+        for row in &rows {
+            self.table.check_shape(row)?;
+        }
         let rows = self.merge_keys(rows);
         let n = rows.len();
         let mut columns: Vec<Column> =
@@ -192,17 +227,20 @@ impl PostgresWriter {
         }
         .await;
         if let Err(error) = result {
-            if client.is_closed() {
+            if client.is_closed() || !keeps_session(&error) {
                 *slot = None;
             }
-            return Err(db(error));
+            return Err(pg(&error));
         }
         Ok(n)
     }
 
-    /// Rows with one key once, the last of each (upserts and ignores only).
+    /// Rows with one key once, the last of each (upserts only).
     fn merge_keys(&self, rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
-        if self.table.on_conflict == OnConflict::Fail {
+        // Only DO UPDATE refuses to touch a row twice in one statement. DO NOTHING takes
+        // repeats as they come, keeping the first (as OnConflict::Ignore means, and as the
+        // SQLite writer does); merging there made the last one win instead.
+        if self.table.on_conflict != OnConflict::Update {
             return rows;
         }
         let key: Vec<usize> = self
@@ -225,6 +263,20 @@ impl PostgresWriter {
         keep.into_iter().filter_map(|i| rows[i].take()).collect()
     }
 
+    /// Deletes every row of the table (for a fresh run of a job).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when PostgreSQL fails.
+    pub async fn truncate(&self) -> Result<(), Error> {
+        let mut slot = self.client.lock().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(open(&self.url).await?);
+        }
+        let Some(client) = slot.as_ref() else { return Err(db("no connection")) };
+        client.batch_execute(&format!("TRUNCATE {}", self.table.name)).await.map_err(|e| pg(&e))
+    }
+
     /// The number of rows in the table.
     ///
     /// # Errors
@@ -236,8 +288,15 @@ impl PostgresWriter {
             *slot = Some(open(&self.url).await?);
         }
         let Some(client) = slot.as_ref() else { return Err(db("no connection")) };
-        let row =
-            client.query_one(&format!("SELECT COUNT(*) FROM {}", self.table.name), &[]).await.map_err(db)?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        let result = client.query_one(&format!("SELECT COUNT(*) FROM {}", self.table.name), &[]).await;
+        match result {
+            Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)),
+            Err(error) => {
+                if client.is_closed() || !keeps_session(&error) {
+                    *slot = None;
+                }
+                Err(pg(&error))
+            }
+        }
     }
 }

@@ -325,16 +325,21 @@ impl Table {
             .filter(|m| !m.is_failed())
             .map(|m| {
                 let values = m.data().values();
-                if values.len() == self.columns.len() {
-                    Ok(values)
-                } else {
-                    Err(Error::RowShape {
-                        table: self.name.clone(),
-                        expected: self.columns.len(),
-                        got: values.len(),
-                    })
-                }
+                self.check_shape(&values)?;
+                Ok(values)
             })
             .collect()
+    }
+
+    /// [`Error::RowShape`] unless the row has one value per column. The writers'
+    /// `write_rows` check it too: rows given directly skip [`rows`](Self::rows), and a short
+    /// row would otherwise index past its end (PostgreSQL's key merge) or leave its column
+    /// arrays of unequal lengths (UNNEST pads them with NULLs: a misaligned row written).
+    pub(crate) fn check_shape(&self, values: &[Value]) -> Result<(), Error> {
+        if values.len() == self.columns.len() {
+            Ok(())
+        } else {
+            Err(Error::RowShape { table: self.name.clone(), expected: self.columns.len(), got: values.len() })
+        }
     }
 }

@@ -122,6 +122,17 @@ impl SqliteWriter {
     ///
     /// As [`write`](Self::write).
     pub async fn write_rows(&self, rows: Vec<Vec<Value>>) -> Result<usize, Error> {
+        for row in &rows {
+            self.table.check_shape(row)?;
+            // A key of one INTEGER column is SQLite's rowid: a NULL there becomes a fresh
+            // rowid despite NOT NULL, writing the row under a made-up key (and a redelivered
+            // message twice). Refuse it as SQLite does a NULL in any other key column.
+            for (i, (column, _)) in self.table.columns.iter().enumerate() {
+                if row[i] == Value::Null && self.table.key.contains(column) {
+                    return Err(db(format_args!("NOT NULL constraint failed: {}.{column}", self.table.name)));
+                }
+            }
+        }
         let writer = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut connection = writer.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

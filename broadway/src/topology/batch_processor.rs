@@ -36,6 +36,7 @@ impl<H: BatchHandler> BatchProcessor<H> {
         self.metrics.messages(messages.len());
         let mut settlement = Settlement::new();
         let mut round = 1;
+        let mut given_up = Vec::new();
         // `attempts` counts the tries in the current stage: the processor's tries of
         // `handle_message` must not count against `handle_batch`'s retry budget.
         for message in &mut messages {
@@ -57,8 +58,13 @@ impl<H: BatchHandler> BatchProcessor<H> {
                 settlement.add(&mut message.envelope.ack, None);
             }
             messages.retain(Message::is_failed);
-            let retry =
-                self.retry.filter(|p| messages.first().is_some_and(|m| m.attempts() < p.max_attempts()));
+            // Failures the policy does not retry are final now.
+            if let Some(policy) = &self.retry {
+                let (again, done): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| policy.again(m));
+                messages = again;
+                given_up.extend(done);
+            }
+            let retry = self.retry.filter(|_| !messages.is_empty());
             let Some(policy) = retry else { break };
             // Acknowledge the successful ones before the backoff: they need not wait for the
             // retries, and a stage aborted during the backoff (shutdown timeout) would
@@ -72,6 +78,7 @@ impl<H: BatchHandler> BatchProcessor<H> {
             info.size = messages.len();
         }
         self.metrics.callback(started.elapsed());
+        messages.append(&mut given_up);
         if !messages.is_empty() {
             self.metrics.failed(messages.len());
             info.size = messages.len();

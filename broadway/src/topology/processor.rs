@@ -193,7 +193,7 @@ impl<H: Handler> Processor<H> {
         let mut round = 1;
         loop {
             let (again, exhausted): (Vec<_>, Vec<_>) =
-                failed.into_iter().partition(|m| m.attempts() > 0 && m.attempts() < policy.max_attempts());
+                failed.into_iter().partition(|m| m.attempts() > 0 && policy.again(m));
             failed = exhausted;
             if again.is_empty() {
                 return failed;
