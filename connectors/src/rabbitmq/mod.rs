@@ -138,6 +138,9 @@ impl RabbitMqOptions {
     }
 
     /// How failed messages are acknowledged (default [`AckAction::RejectAndRequeue`]).
+    /// Messages the pipeline dropped without handling them
+    /// ([`Failure::Dropped`](weir_broadway::Failure::Dropped): they reached a producer that
+    /// had stopped, or were aborted at the shutdown timeout) are requeued whatever this says.
     #[must_use]
     pub fn on_failure(mut self, action: AckAction) -> Self {
         self.on_failure = action;
@@ -472,7 +475,7 @@ async fn session(
 }
 
 /// Registers the tags, then hands the messages to the producer; false if it is gone (the
-/// messages are then acknowledged as failed, i.e. requeued).
+/// messages are then dropped, and the acknowledger requeues dropped messages).
 fn deliver_all(
     acker: &ChannelAcker,
     deliveries: Vec<lapin::message::Delivery>,
