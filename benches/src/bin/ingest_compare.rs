@@ -10,7 +10,7 @@
 //! (`id,customer,amount,timestamp,padding`) to a fresh queue (not timed), then times one
 //! variant from its start until every message is in PostgreSQL and acknowledged:
 //!
-//! * weir: `RabbitMqProducer` (prefetch 2,000) → 2 processors (parse into a row) → one
+//! * weir: `RabbitMqProducer` (prefetch 2,000) → 1 processor (parse into a row) → one
 //!   batcher (`batch_size` 500) → `PostgresWriter` (one `INSERT ... SELECT FROM UNNEST` per
 //!   batch, an upsert) → acknowledgements batched with `multiple`;
 //! * hand-written: one lapin consumer (prefetch 2,000), parse, `chunks_timeout(500, 50 ms)`,
@@ -46,6 +46,9 @@ const QUEUE: &str = "weir_bench_ingest";
 const TABLE: &str = "weir_bench_ingest";
 const BATCH: usize = 500;
 const PREFETCH: u16 = 2_000;
+/// One processor: parsing is cheap, and on 2 cores shared with the broker and the database
+/// a second one costs more in wake-ups than it adds (0.79x against 0.94x, see RESULTS.md).
+const PROCESSORS: usize = 1;
 
 fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -165,7 +168,7 @@ async fn weir(n: u64) -> Result<Duration, BoxError> {
         RabbitMqProducer::factory(RabbitMqOptions::new(amqp_url(), QUEUE).prefetch_count(PREFETCH))?;
     let pipeline = Pipeline::builder("bench", Ingest { writer, written: AtomicU64::new(0) })
         .producer(producer, ProducerOptions::new())
-        .processors(ProcessorOptions::new().concurrency(2).max_demand(BATCH))
+        .processors(ProcessorOptions::new().concurrency(PROCESSORS).max_demand(BATCH))
         .batcher("default", BatcherOptions::new().batch_size(BATCH).batch_timeout(Duration::from_millis(50)))
         .start()
         .await?;
@@ -224,6 +227,19 @@ async fn check(writer: &PostgresWriter, n: u64) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// CPU time of the whole process so far (user + system, including threads that ended), from
+/// `/proc/self/stat` (clock ticks of 10 ms); zero where unavailable.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // Fields after the command name (which is in parentheses): utime and stime are the
+    // 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
 fn run() -> Result<bool, String> {
     let args = Args::from_env();
     args.only_names(&["messages", "runs"])?;
@@ -235,15 +251,18 @@ fn run() -> Result<bool, String> {
     for run in 1..=runs {
         for (i, label) in ["weir", "hand-written"].into_iter().enumerate() {
             runtime.block_on(fresh_queue(n)).map_err(|e| format!("publishing: {e}"))?;
+            let cpu_before = process_cpu();
             let elapsed = match i {
                 0 => runtime.block_on(weir(n)),
                 _ => runtime.block_on(hand(n)),
             }
             .map_err(|e| format!("{label}: {e}"))?;
+            let cpu = process_cpu().saturating_sub(cpu_before);
             println!(
-                "run {run}  {label:<13} {:>8.1} ms  {:>8.0} msg/s",
+                "run {run}  {label:<13} {:>8.1} ms  {:>8.0} msg/s  cpu of this process {:>7.1} ms",
                 elapsed.as_secs_f64() * 1e3,
-                n as f64 / elapsed.as_secs_f64()
+                n as f64 / elapsed.as_secs_f64(),
+                cpu.as_secs_f64() * 1e3
             );
             times[i].push(elapsed);
         }

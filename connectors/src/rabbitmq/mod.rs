@@ -89,6 +89,7 @@ pub struct RabbitMqOptions {
     on_failure: AckAction,
     metadata: Vec<String>,
     backoff: Backoff,
+    receive_window: std::time::Duration,
 }
 
 impl RabbitMqOptions {
@@ -106,7 +107,17 @@ impl RabbitMqOptions {
             on_failure: AckAction::RejectAndRequeue,
             metadata: Vec::new(),
             backoff: Backoff::default(),
+            receive_window: std::time::Duration::from_millis(1),
         }
+    }
+
+    /// How long the consumer gathers deliveries into one chunk after the first (default
+    /// 1 ms): fewer, larger chunks through the pipeline for at most this much latency.
+    /// Zero hands on what is ready at once.
+    #[must_use]
+    pub fn receive_window(mut self, window: std::time::Duration) -> Self {
+        self.receive_window = window;
+        self
     }
 
     /// Declares the queue on every (re)connect.
@@ -446,16 +457,27 @@ async fn session(
         tokio::select! {
             next = consumer.next() => {
                 let Some(first) = next else { return Ok(Ended::Cancelled) };
-                // Whatever else is ready goes in the same chunk.
+                // What arrives within the receive window goes in the same chunk: the broker
+                // streams deliveries one by one, and a chunk per delivery would cost every
+                // stage a round per message.
+                let window_end = tokio::time::Instant::now() + options.receive_window;
                 let mut deliveries = vec![first?];
                 while deliveries.len() < usize::from(options.prefetch_count) {
-                    match consumer.next().now_or_never() {
-                        Some(Some(Ok(delivery))) => deliveries.push(delivery),
-                        Some(Some(Err(error))) => {
+                    let next = match consumer.next().now_or_never() {
+                        Some(ready) => Ok(ready),
+                        None => tokio::time::timeout_at(window_end, consumer.next()).await,
+                    };
+                    match next {
+                        Ok(Some(Ok(delivery))) => deliveries.push(delivery),
+                        Ok(Some(Err(error))) => {
                             deliver_all(&acker, deliveries, &to_message, deliver);
                             return Err(error);
                         }
-                        _ => break,
+                        Ok(None) => {
+                            deliver_all(&acker, deliveries, &to_message, deliver);
+                            return Ok(Ended::Cancelled);
+                        }
+                        Err(_window_over) => break,
                     }
                 }
                 if !deliver_all(&acker, deliveries, &to_message, deliver) {
