@@ -7,10 +7,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::within;
 use tokio::time::{sleep, timeout, Instant};
 use weir_broadway::memory::MemoryProducer;
 use weir_broadway::{
@@ -120,12 +123,6 @@ impl Acks {
         })
         .await;
     }
-}
-
-/// Awaits `future`, failing the test instead of hanging if it takes ten minutes (free on the
-/// paused clock).
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    timeout(Duration::from_secs(600), future).await.expect("timed out")
 }
 
 fn messages(acks: &Arc<Acks>, jobs: Vec<Job>) -> Vec<Message<Job>> {

@@ -6,11 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::{sleep, timeout, Instant};
+use support::{ms, within};
+use tokio::time::{sleep, Instant};
 use weir_broadway::memory::{MemoryAcks, MemoryProducer, MemoryQueue};
 use weir_broadway::{
     BatchHandler, BatchInfo, BatchKey, BatchMode, BatchSize, BatchTrigger, BatcherOptions, BoxError, Failure,
@@ -127,16 +130,6 @@ impl BatchHandler for Recorder {
 /// The batches' ids and triggers, in the order `handle_batch` saw them.
 fn batches(seen: &[Seen]) -> Vec<(Vec<u64>, BatchTrigger)> {
     seen.iter().map(|s| (s.ids.clone(), s.info.trigger)).collect()
-}
-
-/// Awaits `future`, failing the test instead of hanging if it takes ten minutes (free on
-/// the paused clock).
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    timeout(Duration::from_secs(600), future).await.expect("timed out")
-}
-
-fn ms(ms: u64) -> Duration {
-    Duration::from_millis(ms)
 }
 
 /// Runs `items` through one processor (so batches keep the items' order) and `batchers`,

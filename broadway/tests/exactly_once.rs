@@ -5,15 +5,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use proptest::prelude::*;
+use support::{ids, Tally};
 use weir_broadway::{
-    AckData, Acknowledger, BatchHandler, BatchInfo, BatcherOptions, BoxError, Failure, Handler, Message,
-    Pipeline, ProcessorOptions, Producer, ProducerContext, ProducerOptions, RetryPolicy,
+    BatchHandler, BatchInfo, BatcherOptions, BoxError, Failure, Handler, Message, Pipeline, ProcessorOptions,
+    ProducerOptions, RetryPolicy,
 };
 
 /// What happens to one message.
@@ -102,43 +104,6 @@ fn case() -> impl Strategy<Value = Case> {
         )
 }
 
-/// Records every acknowledgement as (tag, failure).
-#[derive(Default)]
-struct Tally(Mutex<Vec<(u64, Option<Failure>)>>);
-
-impl Acknowledger for Tally {
-    fn ack(&self, successful: Vec<AckData>, failed: Vec<(AckData, Failure)>) {
-        let mut all = self.0.lock().unwrap();
-        all.extend(successful.into_iter().map(|d| (d.tag, None)));
-        all.extend(failed.into_iter().map(|(d, f)| (d.tag, Some(f))));
-    }
-}
-
-/// Emits ids from a counter shared by every producer, then finishes.
-struct Ids {
-    next: Arc<AtomicU64>,
-    end: u64,
-    tally: Arc<Tally>,
-}
-
-impl Producer for Ids {
-    type Event = Message<u64>;
-    type Info = ();
-
-    async fn handle_demand(
-        &mut self,
-        demand: usize,
-        ctx: &mut ProducerContext<'_, ()>,
-    ) -> Result<Vec<Message<u64>>, BoxError> {
-        let first = self.next.fetch_add(demand as u64, Ordering::SeqCst).min(self.end);
-        let last = (first + demand as u64).min(self.end);
-        if last == self.end {
-            ctx.finish();
-        }
-        Ok((first..last).map(|id| Message::new(id, self.tally.clone(), AckData::new(id))).collect())
-    }
-}
-
 /// Applies the faults; records the batches it failed whole.
 struct Faulty {
     faults: Vec<Fault>,
@@ -196,11 +161,7 @@ impl BatchHandler for Faulty {
 /// Runs `case`; returns each id's acknowledgements and the batches failed whole.
 async fn run(case: &Case) -> (BTreeMap<u64, Vec<Option<Failure>>>, Vec<Vec<u64>>) {
     let n = case.faults.len() as u64;
-    let (next, tally) = (Arc::new(AtomicU64::new(0)), Arc::new(Tally::default()));
-    let factory = {
-        let tally = tally.clone();
-        move || Ids { next: next.clone(), end: n, tally: tally.clone() }
-    };
+    let tally = Arc::new(Tally::default());
     let handler = Faulty {
         faults: case.faults.clone(),
         batchers: case.batchers.len(),
@@ -215,7 +176,7 @@ async fn run(case: &Case) -> (BTreeMap<u64, Vec<Option<Failure>>>, Vec<Vec<u64>>
         processors = processors.partition_by(|m| m.data() % 5);
     }
     let mut builder = Pipeline::builder("exactly_once", handler)
-        .producer(factory, ProducerOptions::new().concurrency(case.producers))
+        .producer(ids(n, &tally), ProducerOptions::new().concurrency(case.producers))
         .processors(processors);
     for (&(size, concurrency, partition), name) in case.batchers.iter().zip(BATCHERS) {
         let mut options = BatcherOptions::new().batch_size(size).concurrency(concurrency);
@@ -233,7 +194,7 @@ async fn run(case: &Case) -> (BTreeMap<u64, Vec<Option<Failure>>>, Vec<Vec<u64>>
     assert_eq!(pipeline.in_flight(), 0);
 
     let mut acks: BTreeMap<u64, Vec<Option<Failure>>> = BTreeMap::new();
-    for (tag, failure) in tally.0.lock().unwrap().drain(..) {
+    for (tag, failure) in tally.take() {
         acks.entry(tag).or_default().push(failure);
     }
     let failed_batches = std::mem::take(&mut *pipeline.handler().failed_batches.lock().unwrap());

@@ -5,73 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::{ids, Tally};
 use tokio::task::Id;
 use weir_broadway::{
-    AckData, Acknowledger, BatchHandler, BatchInfo, BatcherOptions, BoxError, Failure, Handler, Message,
-    Pipeline, ProcessorOptions, Producer, ProducerContext, ProducerOptions,
+    BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
+    ProducerOptions,
 };
-
-/// Records every acknowledgement as (tag, failure).
-#[derive(Default)]
-struct Tally(Mutex<Vec<(u64, Option<Failure>)>>);
-
-impl Acknowledger for Tally {
-    fn ack(&self, successful: Vec<AckData>, failed: Vec<(AckData, Failure)>) {
-        let mut all = self.0.lock().unwrap();
-        all.extend(successful.into_iter().map(|d| (d.tag, None)));
-        all.extend(failed.into_iter().map(|(d, f)| (d.tag, Some(f))));
-    }
-}
-
-impl Tally {
-    /// Asserts that every id of `0..n` was acknowledged exactly once, as successful.
-    fn assert_all_successful(&self, n: u64) {
-        let all = self.0.lock().unwrap();
-        let mut tags: Vec<u64> = all.iter().map(|(tag, _)| *tag).collect();
-        tags.sort_unstable();
-        assert_eq!(tags, (0..n).collect::<Vec<_>>(), "every id acknowledged exactly once");
-        let failed: Vec<_> = all.iter().filter(|(_, f)| f.is_some()).collect();
-        assert!(failed.is_empty(), "unexpected failures: {failed:?}");
-    }
-}
-
-/// Emits ids `0..end` in order, as asked, then finishes.
-struct Ids {
-    next: u64,
-    end: u64,
-    tally: Arc<Tally>,
-}
-
-impl Producer for Ids {
-    type Event = Message<u64>;
-    type Info = ();
-
-    async fn handle_demand(
-        &mut self,
-        demand: usize,
-        ctx: &mut ProducerContext<'_, ()>,
-    ) -> Result<Vec<Message<u64>>, BoxError> {
-        let last = self.end.min(self.next + demand as u64);
-        let messages =
-            (self.next..last).map(|id| Message::new(id, self.tally.clone(), AckData::new(id))).collect();
-        self.next = last;
-        if self.next == self.end {
-            ctx.finish();
-        }
-        Ok(messages)
-    }
-}
-
-/// A factory for one `Ids` producer over `0..n` (the only producer keeps the order).
-fn ids(n: u64, tally: &Arc<Tally>) -> impl Fn() -> Ids + Send + Sync + 'static {
-    let tally = tally.clone();
-    move || Ids { next: 0, end: n, tally: tally.clone() }
-}
 
 fn task() -> Id {
     tokio::task::try_id().unwrap()

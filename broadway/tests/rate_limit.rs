@@ -4,44 +4,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::{ms, Tally};
 use tokio::time::Instant;
-use weir_broadway::memory::MemoryProducer;
+use weir_broadway::memory::{MemoryProducer, MemoryQueue};
 use weir_broadway::{
-    AckData, Acknowledger, BoxError, Error, Failure, Handler, Message, Pipeline, ProcessorOptions, Producer,
-    ProducerContext, ProducerOptions, RateLimit,
+    AckData, BoxError, Error, Handler, Message, Pipeline, ProcessorOptions, Producer, ProducerContext,
+    ProducerOptions, RateLimit,
 };
-
-/// Records every acknowledgement as (tag, failure).
-#[derive(Default)]
-struct Tally(Mutex<Vec<(u64, Option<Failure>)>>);
-
-impl Acknowledger for Tally {
-    fn ack(&self, successful: Vec<AckData>, failed: Vec<(AckData, Failure)>) {
-        let mut all = self.0.lock().unwrap();
-        all.extend(successful.into_iter().map(|d| (d.tag, None)));
-        all.extend(failed.into_iter().map(|(d, f)| (d.tag, Some(f))));
-    }
-}
-
-impl Tally {
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-
-    /// Asserts that every id of `0..n` was acknowledged exactly once, as successful.
-    fn assert_all_successful(&self, n: u64) {
-        let all = self.0.lock().unwrap();
-        let mut tags: Vec<u64> = all.iter().map(|(tag, _)| *tag).collect();
-        tags.sort_unstable();
-        assert_eq!(tags, (0..n).collect::<Vec<_>>(), "every id acknowledged exactly once");
-        assert!(all.iter().all(|(_, f)| f.is_none()), "unexpected failures");
-    }
-}
 
 /// Emits ids from a counter shared by every producer, tagging each message with the
 /// producer's index as its ack group.
@@ -96,10 +72,6 @@ async fn expect_counts(t0: Instant, count: impl Fn() -> usize, expected: &[(Dura
     }
 }
 
-fn ms(ms: u64) -> Duration {
-    Duration::from_millis(ms)
-}
-
 #[tokio::test(start_paused = true)]
 async fn the_rate_limit_caps_all_producers_together_and_can_change_while_running() {
     let limit = RateLimit::new(10, Duration::from_secs(1));
@@ -144,18 +116,25 @@ async fn the_rate_limit_caps_all_producers_together_and_can_change_while_running
     assert!(report.elapsed >= Duration::from_secs(((emitted - 90) / 5).saturating_sub(1)), "{report:?}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn pushed_messages_are_rate_limited_too() {
-    let (producer, _queue) = MemoryProducer::<u64>::queue();
+/// Starts a pipeline `name` that takes pushed messages, at most 10 a second, through one
+/// processor; returns it, its queue (kept open) and when it started.
+async fn pushed_at_10_a_second(name: &str) -> (Pipeline<Count>, MemoryQueue<u64>, Instant) {
+    let (producer, queue) = MemoryProducer::<u64>::queue();
     let t0 = Instant::now();
-    let pipeline = Pipeline::builder("pushed", Count::default())
+    let pipeline = Pipeline::builder(name, Count::default())
         .producer(producer, ProducerOptions::new().rate_limit(RateLimit::new(10, Duration::from_secs(1))))
         .processors(ProcessorOptions::new().concurrency(1))
         .start()
         .await
         .unwrap();
+    (pipeline, queue, t0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushed_messages_are_rate_limited_too() {
+    let (pipeline, _queue, t0) = pushed_at_10_a_second("pushed").await;
     let tally = Arc::new(Tally::default());
-    let messages = (0..25).map(|id| Message::new(id, tally.clone(), AckData::new(id))).collect();
+    let messages = (0..25).map(|id| tally.message(id)).collect();
     pipeline.push_messages(messages).unwrap();
     let handler = pipeline.handler().clone();
     expect_counts(t0, || handler.handled(), &[(ms(500), 10), (ms(1500), 20), (ms(2500), 25)]).await;
@@ -165,16 +144,9 @@ async fn pushed_messages_are_rate_limited_too() {
 
 #[tokio::test(start_paused = true)]
 async fn an_updated_rate_limit_applies_from_the_next_interval() {
-    let (producer, _queue) = MemoryProducer::<u64>::queue();
-    let t0 = Instant::now();
-    let pipeline = Pipeline::builder("updated", Count::default())
-        .producer(producer, ProducerOptions::new().rate_limit(RateLimit::new(10, Duration::from_secs(1))))
-        .processors(ProcessorOptions::new().concurrency(1))
-        .start()
-        .await
-        .unwrap();
+    let (pipeline, _queue, t0) = pushed_at_10_a_second("updated").await;
     let tally = Arc::new(Tally::default());
-    let message = |id| Message::new(id, tally.clone(), AckData::new(id));
+    let message = |id| tally.message(id);
     pipeline.push_messages((0..100).map(message).collect()).unwrap();
     let handler = pipeline.handler().clone();
     expect_counts(t0, || handler.handled(), &[(ms(500), 10)]).await;

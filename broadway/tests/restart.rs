@@ -4,38 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::Tally;
 use weir_broadway::{
-    AckData, Acknowledger, BoxError, Error, Failure, Handler, Message, Pipeline, ProcessorOptions, Producer,
+    AckData, BoxError, Error, Failure, Handler, Message, Pipeline, ProcessorOptions, Producer,
     ProducerContext, ProducerOptions, RateLimit,
 };
-
-/// Records every acknowledgement as (tag, failure).
-#[derive(Default)]
-struct Tally(Mutex<Vec<(u64, Option<Failure>)>>);
-
-impl Acknowledger for Tally {
-    fn ack(&self, successful: Vec<AckData>, failed: Vec<(AckData, Failure)>) {
-        let mut all = self.0.lock().unwrap();
-        all.extend(successful.into_iter().map(|d| (d.tag, None)));
-        all.extend(failed.into_iter().map(|(d, f)| (d.tag, Some(f))));
-    }
-}
-
-impl Tally {
-    /// Asserts that every id of `0..n` was acknowledged exactly once; returns the failed ones.
-    fn failed_once_each(&self, n: u64) -> BTreeMap<u64, Failure> {
-        let all = self.0.lock().unwrap();
-        let mut tags: Vec<u64> = all.iter().map(|(tag, _)| *tag).collect();
-        tags.sort_unstable();
-        assert_eq!(tags, (0..n).collect::<Vec<_>>(), "every id acknowledged exactly once");
-        all.iter().filter_map(|(tag, f)| f.clone().map(|f| (*tag, f))).collect()
-    }
-}
 
 /// When producers crash.
 #[derive(Clone, Copy)]

@@ -5,65 +5,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::{ids, Tally};
 use tokio::time::Instant;
 use weir_broadway::{
-    AckData, Acknowledger, BatchHandler, BatchInfo, BatcherOptions, BoxError, Failure, Handler, Message,
-    Pipeline, ProcessorOptions, Producer, ProducerContext, ProducerOptions, RetryPolicy,
+    BatchHandler, BatchInfo, BatcherOptions, BoxError, Failure, Handler, Message, Pipeline, ProcessorOptions,
+    ProducerOptions, RetryPolicy,
 };
-
-/// Records every acknowledgement as (tag, failure).
-#[derive(Default)]
-struct Tally(Mutex<Vec<(u64, Option<Failure>)>>);
-
-impl Acknowledger for Tally {
-    fn ack(&self, successful: Vec<AckData>, failed: Vec<(AckData, Failure)>) {
-        let mut all = self.0.lock().unwrap();
-        all.extend(successful.into_iter().map(|d| (d.tag, None)));
-        all.extend(failed.into_iter().map(|(d, f)| (d.tag, Some(f))));
-    }
-}
-
-impl Tally {
-    /// Asserts that every id of `0..n` was acknowledged exactly once; returns the failed ones.
-    fn failed_once_each(&self, n: u64) -> BTreeMap<u64, Failure> {
-        let all = self.0.lock().unwrap();
-        let mut tags: Vec<u64> = all.iter().map(|(tag, _)| *tag).collect();
-        tags.sort_unstable();
-        assert_eq!(tags, (0..n).collect::<Vec<_>>(), "every id acknowledged exactly once");
-        all.iter().filter_map(|(tag, f)| f.clone().map(|f| (*tag, f))).collect()
-    }
-}
-
-/// Emits ids `0..end` in order, as asked, then finishes.
-struct Ids {
-    next: u64,
-    end: u64,
-    tally: Arc<Tally>,
-}
-
-impl Producer for Ids {
-    type Event = Message<u64>;
-    type Info = ();
-
-    async fn handle_demand(
-        &mut self,
-        demand: usize,
-        ctx: &mut ProducerContext<'_, ()>,
-    ) -> Result<Vec<Message<u64>>, BoxError> {
-        let last = self.end.min(self.next + demand as u64);
-        let messages =
-            (self.next..last).map(|id| Message::new(id, self.tally.clone(), AckData::new(id))).collect();
-        self.next = last;
-        if self.next == self.end {
-            ctx.finish();
-        }
-        Ok(messages)
-    }
-}
 
 /// Runs ids `0..n` through `handler` with `policy`, with one processor (and a batcher of 10
 /// when `batched`); returns the handler and the failed acknowledgements.
@@ -72,12 +25,8 @@ where
     H: BatchHandler<Data = u64>,
 {
     let tally = Arc::new(Tally::default());
-    let ids = {
-        let tally = tally.clone();
-        move || Ids { next: 0, end: n, tally: tally.clone() }
-    };
     let mut builder = Pipeline::builder("retry", handler)
-        .producer(ids, ProducerOptions::new())
+        .producer(ids(n, &tally), ProducerOptions::new())
         .processors(ProcessorOptions::new().concurrency(1).max_demand(10))
         .retry(policy);
     if batched {

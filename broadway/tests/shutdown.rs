@@ -5,40 +5,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::Tally;
 use weir_broadway::memory::MemoryProducer;
 use weir_broadway::{
-    AckData, Acknowledger, BatchHandler, BatchInfo, BatchTrigger, BatcherOptions, BoxError, Error, Failure,
-    Handler, Message, Pipeline, ProcessorOptions, Producer, ProducerContext, ProducerOptions, RetryPolicy,
+    AckData, BatchHandler, BatchInfo, BatchTrigger, BatcherOptions, BoxError, Error, Failure, Handler,
+    Message, Pipeline, ProcessorOptions, Producer, ProducerContext, ProducerOptions, RetryPolicy,
 };
-
-/// Records every acknowledgement as (tag, failure).
-#[derive(Default)]
-struct Tally(Mutex<Vec<(u64, Option<Failure>)>>);
-
-impl Acknowledger for Tally {
-    fn ack(&self, successful: Vec<AckData>, failed: Vec<(AckData, Failure)>) {
-        let mut all = self.0.lock().unwrap();
-        all.extend(successful.into_iter().map(|d| (d.tag, None)));
-        all.extend(failed.into_iter().map(|(d, f)| (d.tag, Some(f))));
-    }
-}
-
-impl Tally {
-    /// Asserts that every id of `0..n` was acknowledged exactly once; returns how each was
-    /// (`None` for success).
-    fn once_each(&self, n: u64) -> BTreeMap<u64, Option<Failure>> {
-        let all = self.0.lock().unwrap().clone();
-        let mut tags: Vec<u64> = all.iter().map(|(tag, _)| *tag).collect();
-        tags.sort_unstable();
-        assert_eq!(tags, (0..n).collect::<Vec<_>>(), "every id acknowledged exactly once");
-        all.into_iter().collect()
-    }
-}
 
 /// Emits ids from a counter shared by every producer, without end; counts its
 /// `prepare_for_draining` calls, which emit two last messages.

@@ -13,22 +13,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::{lock, Tally};
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 use weir_broadway::{
-    AckData, Acknowledger, BatchHandler, BatchInfo, BatchSize, BatcherOptions, BoxError, Error, Failure,
-    Handler, Message, Pipeline, ProcessorOptions, Producer, ProducerContext, ProducerOptions, SizeStep,
+    AckData, Acknowledger, BatchHandler, BatchInfo, BatchSize, BatcherOptions, BoxError, Error, Handler,
+    Message, Pipeline, ProcessorOptions, Producer, ProducerContext, ProducerOptions, SizeStep,
 };
-
-/// Locks, ignoring poisoning (user code here panics on purpose).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A value that panics when it is dropped, once, if it carries an armed fuse: a destructor
 /// that fails (a flush to a closed file, say). Not while the thread is panicking already.
@@ -62,42 +60,6 @@ impl Fuses {
 
     fn went_off(&self) -> BTreeSet<u64> {
         self.0.iter().filter(|(_, fuse)| !fuse.load(Ordering::SeqCst)).map(|(id, _)| *id).collect()
-    }
-}
-
-/// Records every acknowledgement as (id, failure).
-#[derive(Default)]
-struct Tally(Mutex<Vec<(u64, Option<Failure>)>>);
-
-impl Acknowledger for Tally {
-    fn ack(&self, successful: Vec<AckData>, failed: Vec<(AckData, Failure)>) {
-        let mut all = lock(&self.0);
-        all.extend(successful.into_iter().map(|d| (d.tag, None)));
-        all.extend(failed.into_iter().map(|(d, f)| (d.tag, Some(f))));
-    }
-}
-
-impl Tally {
-    fn count(&self) -> usize {
-        lock(&self.0).len()
-    }
-
-    fn failed(&self) -> BTreeSet<u64> {
-        lock(&self.0).iter().filter(|(_, f)| f.is_some()).map(|(id, _)| *id).collect()
-    }
-
-    /// Asserts that every id of `0..n` but those `left` in the source was acknowledged
-    /// exactly once, and every failure is `Dropped`; returns the successful and the failed ids.
-    fn check(&self, n: u64, left: &BTreeSet<u64>) -> (BTreeSet<u64>, BTreeSet<u64>) {
-        let all = lock(&self.0);
-        let mut ids: Vec<u64> = all.iter().map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        let expected: Vec<u64> = (0..n).filter(|id| !left.contains(id)).collect();
-        assert_eq!(ids, expected, "every id acknowledged exactly once");
-        let failures: Vec<_> = all.iter().filter(|(_, f)| f.is_some()).collect();
-        assert!(failures.iter().all(|(_, f)| *f == Some(Failure::Dropped)), "failures: {failures:?}");
-        let (ok, failed): (Vec<_>, Vec<_>) = all.iter().partition(|(_, f)| f.is_none());
-        (ok.iter().map(|(id, _)| *id).collect(), failed.iter().map(|(id, _)| *id).collect())
     }
 }
 
@@ -373,13 +335,13 @@ impl Run {
     /// [`Tally::check`] of a pipeline that read its whole source.
     fn check(&self, n: u64) -> (BTreeSet<u64>, BTreeSet<u64>) {
         assert_eq!(self.source.left(), set([]), "the pipeline read everything");
-        self.tally.check(n, &set([]))
+        self.tally.once_each_but(n, &set([]))
     }
 
     /// [`Tally::check`] of a pipeline that stopped: also what it left in the source.
     fn check_stopped(&self, n: u64) -> (BTreeSet<u64>, BTreeSet<u64>, BTreeSet<u64>) {
         let left = self.source.left();
-        let (ok, failed) = self.tally.check(n, &left);
+        let (ok, failed) = self.tally.once_each_but(n, &left);
         (ok, failed, left)
     }
 }
@@ -415,14 +377,14 @@ async fn a_batcher_whose_size_function_panics_is_restarted_and_its_batch_process
     // Two full batches are handled; two messages wait in the open batch.
     run.push(0..12, &none);
     until("two batches are handled and two messages wait", || {
-        run.tally.count() == 10 && probe.seen.load(Ordering::SeqCst) == 12
+        run.tally.len() == 10 && probe.seen.load(Ordering::SeqCst) == 12
     })
     .await;
     assert_eq!(run.tally.failed(), set([]));
 
     // The size function panics on 12: the batcher crashes with the open batch and 12.
     run.push([12], &none);
-    until("the crashed batcher's messages are acknowledged", || run.tally.count() == 13).await;
+    until("the crashed batcher's messages are acknowledged", || run.tally.len() == 13).await;
     let crashed = probe.crashed();
     assert_eq!(crashed.len(), 1);
     assert_eq!(crashed[0].len(), 3, "two open and the one it panicked on: {crashed:?}");
@@ -462,7 +424,7 @@ async fn a_processor_whose_data_panics_when_dropped_is_restarted_and_rewired() {
     .await;
 
     run.push(0..10, &fuses);
-    until("two batches are handled", || run.tally.count() == 10).await;
+    until("two batches are handled", || run.tally.len() == 10).await;
 
     // 12's data panics when the processor drops it, after handle_message: the processor
     // crashes with its chunk's outputs not yet handed on.
@@ -503,12 +465,12 @@ async fn a_batch_processor_whose_outputs_panic_when_dropped_is_restarted_and_res
     .await;
 
     run.push(0..10, &none);
-    until("two batches are handled", || run.tally.count() == 10).await;
+    until("two batches are handled", || run.tally.len() == 10).await;
 
     // 12's output panics when the batch processor drops it after handle_batch succeeded:
     // that batch is acknowledged as handled, the batch behind it as dropped.
     run.push(10..20, &none);
-    until("both batches are acknowledged", || run.tally.count() == 20).await;
+    until("both batches are acknowledged", || run.tally.len() == 20).await;
     assert_eq!(run.handler().output_fuses.went_off(), set([12]));
 
     run.push(20..30, &none);
@@ -653,7 +615,7 @@ async fn a_partitioned_processor_that_crashes_too_often_stops_the_pipeline() {
     .await;
     for bomb in [0, 2, 4, 6] {
         run.push([bomb + 1], &fuses);
-        until("the odd one is handled", || run.tally.count() == bomb as usize + 1).await;
+        until("the odd one is handled", || run.tally.len() == bomb as usize + 1).await;
         run.push([bomb], &fuses);
         until("the bomb went off", || run.tally.failed().contains(&bomb)).await;
     }
@@ -731,7 +693,7 @@ async fn a_batch_processor_that_crashes_too_often_stays_down_and_the_other_goes_
     for bomb in 1..5 {
         run.push([bomb], &none);
         // handle_batch succeeded: the crashed batch is acknowledged as successful.
-        until("the bomb went off", || run.tally.count() == bomb as usize).await;
+        until("the bomb went off", || run.tally.len() == bomb as usize).await;
     }
     assert!(started.elapsed() < Duration::from_secs(5), "4 crashes within 5 s");
     assert_eq!(run.handler().output_fuses.went_off(), set(1..5));
@@ -769,7 +731,7 @@ async fn a_lone_batch_processor_that_crashes_too_often_stops_the_pipeline() {
     let started = Instant::now();
     for bomb in 0..4 {
         run.push([bomb], &none);
-        until("the bomb went off", || run.tally.count() == bomb as usize + 1).await;
+        until("the bomb went off", || run.tally.len() == bomb as usize + 1).await;
     }
     assert!(started.elapsed() < Duration::from_secs(5), "4 crashes within 5 s");
     run.push(4..20, &none);

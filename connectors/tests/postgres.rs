@@ -4,20 +4,28 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use support::{
+    assert_database_error, everything_rows, everything_table, messages, order, orders_table, Everything,
+    Order, Store, WriteOrders,
+};
 use tokio_postgres::{Client, NoTls};
 use weir_broadway::memory::MemoryProducer;
-use weir_broadway::{
-    BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, NoopAcknowledger, Pipeline,
-    ProcessorOptions, ProducerOptions, RetryPolicy,
-};
+use weir_broadway::{BatcherOptions, Message, Pipeline, ProcessorOptions, ProducerOptions, RetryPolicy};
 use weir_connectors::postgres::PostgresWriter;
-use weir_connectors::sql::{ColumnType, OnConflict, Row, Table, Value};
+use weir_connectors::sql::{ColumnType, OnConflict, Table, Value};
 use weir_connectors::Error;
+
+impl WriteOrders for PostgresWriter {
+    async fn write_orders(&self, messages: &[Message<Order>]) -> Result<usize, Error> {
+        self.write(messages).await
+    }
+}
 
 fn url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
@@ -86,41 +94,6 @@ async fn kill(client: &Client, application: &str) -> usize {
         .len()
 }
 
-fn message<T>(data: T) -> Message<T> {
-    Message::new(data, NoopAcknowledger::new(), Default::default())
-}
-
-fn messages<T>(data: impl IntoIterator<Item = T>) -> Vec<Message<T>> {
-    data.into_iter().map(message).collect()
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Order {
-    id: i64,
-    customer: String,
-    cents: i64,
-}
-
-impl Order {
-    fn new(id: i64, customer: &str, cents: i64) -> Self {
-        Order { id, customer: customer.to_owned(), cents }
-    }
-}
-
-impl Row for Order {
-    fn values(&self) -> Vec<Value> {
-        vec![self.id.into(), self.customer.as_str().into(), self.cents.into()]
-    }
-}
-
-fn orders_table(name: &str) -> Table {
-    Table::new(name)
-        .column("id", ColumnType::BigInt)
-        .column("customer", ColumnType::Text)
-        .column("cents", ColumnType::BigInt)
-        .key(["id"])
-}
-
 async fn read_orders(client: &Client, table: &str) -> Vec<Order> {
     client
         .query(&format!("SELECT id, customer, cents FROM {table} ORDER BY id"), &[])
@@ -141,17 +114,6 @@ async fn read_ids(client: &Client, table: &str) -> HashSet<i64> {
         .collect()
 }
 
-fn assert_database_error(error: &Error, contains: &str) {
-    match error {
-        Error::Database { database, message } => {
-            assert_eq!(*database, "postgres");
-            assert!(message.contains(contains), "{message:?} should contain {contains:?}");
-            assert_eq!(error.to_string(), format!("postgres: {message}"));
-        }
-        other => panic!("expected Error::Database, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_failing_row_writes_nothing_of_its_batch() {
     let name = unique("failing_row");
@@ -168,7 +130,7 @@ async fn a_failing_row_writes_nothing_of_its_batch() {
     );
     let before = count(&client, &name).await;
     let error = writer.write(&batch).await.unwrap_err();
-    assert_database_error(&error, "duplicate key value violates unique constraint");
+    assert_database_error("postgres", &error, "duplicate key value violates unique constraint");
     // The server's message, code and detail, not just "db error".
     assert!(error.to_string().ends_with("(23505); Key (id)=(2) already exists."), "{error}");
     assert_eq!(count(&client, &name).await, before);
@@ -176,12 +138,12 @@ async fn a_failing_row_writes_nothing_of_its_batch() {
 
     // A key twice within one batch fails it whole too (no merge with OnConflict::Fail).
     let batch = messages([Order::new(30, "a", 1), Order::new(31, "b", 2), Order::new(30, "c", 3)]);
-    assert_database_error(&writer.write(&batch).await.unwrap_err(), "duplicate key");
+    assert_database_error("postgres", &writer.write(&batch).await.unwrap_err(), "duplicate key");
     assert_eq!(count(&client, &name).await, before);
 
     // A value the server refuses (a NUL in text) fails the batch on the server side.
     let batch = messages([Order::new(40, "fine", 1), Order::new(41, "nul\u{0}here", 2)]);
-    assert_database_error(&writer.write(&batch).await.unwrap_err(), "invalid byte sequence");
+    assert_database_error("postgres", &writer.write(&batch).await.unwrap_err(), "invalid byte sequence");
     assert_eq!(count(&client, &name).await, before);
 
     // The writer goes on: the next good batch goes in.
@@ -195,7 +157,7 @@ async fn a_value_of_the_wrong_type_writes_nothing_of_its_batch() {
     let name = unique("wrong_type");
     let client = fresh(&name).await;
     let writer = connect(&name, everything_table(&name)).await;
-    writer.write(&messages(everything_rows()[..1].to_vec())).await.unwrap();
+    writer.write(&messages(everything_rows("line\nbreak\ttab")[..1].to_vec())).await.unwrap();
     let before = count(&client, &name).await;
 
     let good = || vec![Value::from(100), 1.into(), 1.5.into(), "t".into(), vec![1u8].into(), true.into()];
@@ -238,7 +200,11 @@ async fn a_null_key_fails_its_batch() {
     let client = fresh(&name).await;
     let writer = connect(&name, orders_table(&name)).await;
     let rows = vec![vec![1.into(), "ann".into(), 100.into()], vec![Value::Null, "nobody".into(), 1.into()]];
-    assert_database_error(&writer.write_rows(rows).await.unwrap_err(), "null value in column \"id\"");
+    assert_database_error(
+        "postgres",
+        &writer.write_rows(rows).await.unwrap_err(),
+        "null value in column \"id\"",
+    );
     assert_eq!(count(&client, &name).await, 0);
     drop_table(&client, &name).await;
 }
@@ -375,79 +341,6 @@ async fn failed_messages_are_skipped() {
     drop_table(&client, &name).await;
 }
 
-/// A row of every column type, all but the key nullable.
-#[derive(Debug, Clone, PartialEq)]
-struct Everything {
-    id: i64,
-    big: Option<i64>,
-    double: Option<f64>,
-    text: Option<String>,
-    bytes: Option<Vec<u8>>,
-    flag: Option<bool>,
-}
-
-impl Row for Everything {
-    fn values(&self) -> Vec<Value> {
-        vec![
-            self.id.into(),
-            self.big.into(),
-            self.double.into(),
-            self.text.clone().into(),
-            self.bytes.clone().into(),
-            self.flag.into(),
-        ]
-    }
-}
-
-fn everything_table(name: &str) -> Table {
-    Table::new(name)
-        .column("id", ColumnType::BigInt)
-        .column("big", ColumnType::BigInt)
-        .column("double", ColumnType::Double)
-        .column("text", ColumnType::Text)
-        .column("bytes", ColumnType::Bytes)
-        .column("flag", ColumnType::Bool)
-        .key(["id"])
-}
-
-fn everything_rows() -> Vec<Everything> {
-    vec![
-        Everything {
-            id: 1,
-            big: Some(42),
-            double: Some(1.5),
-            text: Some("hello".into()),
-            bytes: Some(vec![1, 2, 3]),
-            flag: Some(true),
-        },
-        Everything {
-            id: 2,
-            big: Some(i64::MIN),
-            double: Some(-0.000_123_456_789),
-            text: Some("héllo, wörld ✓ 'quoted' \"double\"; DROP TABLE x; --".into()),
-            bytes: Some((0..=255).collect()),
-            flag: Some(false),
-        },
-        Everything {
-            id: 3,
-            big: Some(i64::MAX),
-            double: Some(f64::MAX),
-            text: Some(String::new()),
-            bytes: Some(Vec::new()),
-            flag: Some(true),
-        },
-        Everything { id: 4, big: None, double: None, text: None, bytes: None, flag: None },
-        Everything {
-            id: i64::MIN,
-            big: Some(0),
-            double: Some(f64::MIN_POSITIVE),
-            text: Some("line\nbreak\ttab".into()),
-            bytes: Some(vec![0; 1000]),
-            flag: None,
-        },
-    ]
-}
-
 async fn read_everything(client: &Client, table: &str) -> Vec<Everything> {
     client
         .query(&format!("SELECT id, big, double, text, bytes, flag FROM {table} ORDER BY id"), &[])
@@ -470,7 +363,7 @@ async fn every_column_type_and_null_round_trips() {
     let name = unique("round_trip");
     let client = fresh(&name).await;
     let writer = connect(&name, everything_table(&name)).await;
-    let rows = everything_rows();
+    let rows = everything_rows("line\nbreak\ttab");
     assert_eq!(writer.write(&messages(rows.clone())).await.unwrap(), rows.len());
     let mut expected = rows;
     expected.sort_by_key(|row| row.id);
@@ -578,7 +471,7 @@ async fn an_invalid_table_is_refused_before_connecting() {
 async fn an_unreachable_server_is_a_database_error() {
     let error =
         PostgresWriter::connect("postgres://postgres@127.0.0.1:1/test", orders_table("t")).await.unwrap_err();
-    assert_database_error(&error, "error connecting to server: ");
+    assert_database_error("postgres", &error, "error connecting to server: ");
 }
 
 #[tokio::test]
@@ -628,46 +521,6 @@ async fn the_writer_reconnects_after_its_connection_is_killed() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(writer.count().await.unwrap(), stored.len() as u64);
     drop_table(&client, &name).await;
-}
-
-/// A pipeline storing orders: `handle_message` passes them on, `handle_batch` writes them.
-struct Store {
-    writer: Arc<PostgresWriter>,
-    /// Batches whose write failed.
-    errors: AtomicUsize,
-    /// A pause before each write, so a run lasts long enough to disturb it.
-    delay: Duration,
-}
-
-impl Store {
-    fn new(writer: PostgresWriter, delay: Duration) -> Self {
-        Store { writer: Arc::new(writer), errors: AtomicUsize::new(0), delay }
-    }
-}
-
-impl Handler for Store {
-    type Data = Order;
-    type Output = Order;
-
-    async fn handle_message(&self, message: &mut Message<Order>) -> Result<Order, BoxError> {
-        Ok(message.data().clone())
-    }
-}
-
-impl BatchHandler for Store {
-    async fn handle_batch(&self, rows: &mut [Message<Order>], _: &BatchInfo) -> Result<(), BoxError> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        self.writer.write(rows).await.inspect_err(|_| {
-            self.errors.fetch_add(1, Ordering::SeqCst);
-        })?;
-        Ok(())
-    }
-}
-
-fn order(i: i64) -> Order {
-    Order::new(i, &format!("customer-{}", i % 17), i * 10)
 }
 
 /// Waits until `done` holds, failing the test with `what` after a few seconds.

@@ -3,20 +3,29 @@
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use weir_broadway::memory::MemoryProducer;
-use weir_broadway::{
-    BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, NoopAcknowledger, Pipeline,
-    ProcessorOptions, ProducerOptions, RetryPolicy,
+use support::{
+    assert_database_error, everything_rows, everything_table, messages, order, orders_table, Everything,
+    Order, Store, WriteOrders,
 };
-use weir_connectors::sql::{ColumnType, OnConflict, Row, Table, Value};
+use weir_broadway::memory::MemoryProducer;
+use weir_broadway::{BatcherOptions, Message, Pipeline, ProcessorOptions, ProducerOptions, RetryPolicy};
+use weir_connectors::sql::{ColumnType, OnConflict, Table, Value};
 use weir_connectors::sqlite::SqliteWriter;
 use weir_connectors::Error;
+
+impl WriteOrders for SqliteWriter {
+    async fn write_orders(&self, messages: &[Message<Order>]) -> Result<usize, Error> {
+        self.write(messages).await
+    }
+}
 
 /// A database file of its own for one test, removed (with its WAL files) when dropped.
 struct TempDb {
@@ -60,41 +69,6 @@ fn table_name(test: &str) -> String {
     format!("{test}_{}", std::process::id())
 }
 
-fn message<T>(data: T) -> Message<T> {
-    Message::new(data, NoopAcknowledger::new(), Default::default())
-}
-
-fn messages<T>(data: impl IntoIterator<Item = T>) -> Vec<Message<T>> {
-    data.into_iter().map(message).collect()
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Order {
-    id: i64,
-    customer: String,
-    cents: i64,
-}
-
-impl Order {
-    fn new(id: i64, customer: &str, cents: i64) -> Self {
-        Order { id, customer: customer.to_owned(), cents }
-    }
-}
-
-impl Row for Order {
-    fn values(&self) -> Vec<Value> {
-        vec![self.id.into(), self.customer.as_str().into(), self.cents.into()]
-    }
-}
-
-fn orders_table(name: &str) -> Table {
-    Table::new(name)
-        .column("id", ColumnType::BigInt)
-        .column("customer", ColumnType::Text)
-        .column("cents", ColumnType::BigInt)
-        .key(["id"])
-}
-
 /// The orders in the table, by id.
 fn read_orders(connection: &Connection, table: &str) -> Vec<Order> {
     let mut statement =
@@ -108,17 +82,6 @@ fn read_orders(connection: &Connection, table: &str) -> Vec<Order> {
 
 fn count(connection: &Connection, table: &str) -> i64 {
     connection.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0)).unwrap()
-}
-
-fn assert_database_error(error: &Error, contains: &str) {
-    match error {
-        Error::Database { database, message } => {
-            assert_eq!(*database, "sqlite");
-            assert!(message.contains(contains), "{message:?} should contain {contains:?}");
-            assert_eq!(error.to_string(), format!("sqlite: {message}"));
-        }
-        other => panic!("expected Error::Database, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -139,14 +102,14 @@ async fn a_failing_row_writes_nothing_of_its_batch() {
     let reader = db.connect();
     let before = count(&reader, &name);
     let error = writer.write(&batch).await.unwrap_err();
-    assert_database_error(&error, "UNIQUE constraint failed");
+    assert_database_error("sqlite", &error, "UNIQUE constraint failed");
     assert_eq!(count(&reader, &name), before);
     assert_eq!(writer.count().await.unwrap(), 2);
     assert_eq!(read_orders(&reader, &name), vec![Order::new(1, "ann", 100), Order::new(2, "bob", 200)]);
 
     // A key repeated within one batch fails it whole too.
     let batch = messages([Order::new(30, "a", 1), Order::new(31, "b", 2), Order::new(30, "c", 3)]);
-    assert_database_error(&writer.write(&batch).await.unwrap_err(), "UNIQUE constraint failed");
+    assert_database_error("sqlite", &writer.write(&batch).await.unwrap_err(), "UNIQUE constraint failed");
     assert_eq!(count(&reader, &name), before);
 
     // The writer is still usable: the next good batch goes in.
@@ -169,7 +132,7 @@ async fn a_value_of_the_wrong_type_writes_nothing_of_its_batch() {
         vec!["not a number".into(), "cy".into(), 300.into()],
         vec![4.into(), "dee".into(), 400.into()],
     ];
-    assert_database_error(&writer.write_rows(rows).await.unwrap_err(), "datatype mismatch");
+    assert_database_error("sqlite", &writer.write_rows(rows).await.unwrap_err(), "datatype mismatch");
     assert_eq!(count(&reader, &name), before);
     assert_eq!(read_orders(&reader, &name), vec![Order::new(1, "ann", 100)]);
 }
@@ -182,7 +145,7 @@ async fn a_null_key_fails_its_batch() {
     let reader = db.connect();
     let rows = vec![vec![1.into(), "ann".into(), 100.into()], vec![Value::Null, "nobody".into(), 1.into()]];
     let error = writer.write_rows(rows).await.unwrap_err();
-    assert_database_error(&error, "NOT NULL constraint failed");
+    assert_database_error("sqlite", &error, "NOT NULL constraint failed");
     assert_eq!(error.to_string(), format!("sqlite: NOT NULL constraint failed: {name}.id"));
     assert_eq!(count(&reader, &name), 0);
 
@@ -195,7 +158,11 @@ async fn a_null_key_fails_its_batch() {
         .key(["a", "b"]);
     let writer2 = SqliteWriter::open(db.path(), pair).unwrap();
     let rows = vec![vec![1.into(), "x".into(), 1.into()], vec![2.into(), Value::Null, 2.into()]];
-    assert_database_error(&writer2.write_rows(rows).await.unwrap_err(), "NOT NULL constraint failed");
+    assert_database_error(
+        "sqlite",
+        &writer2.write_rows(rows).await.unwrap_err(),
+        "NOT NULL constraint failed",
+    );
     assert_eq!(count(&reader, &name2), 0);
 }
 
@@ -304,79 +271,6 @@ async fn failed_messages_are_skipped() {
     assert_eq!(writer.count().await.unwrap(), 7);
 }
 
-/// A row of every column type, all but the key nullable.
-#[derive(Debug, Clone, PartialEq)]
-struct Everything {
-    id: i64,
-    big: Option<i64>,
-    double: Option<f64>,
-    text: Option<String>,
-    bytes: Option<Vec<u8>>,
-    flag: Option<bool>,
-}
-
-impl Row for Everything {
-    fn values(&self) -> Vec<Value> {
-        vec![
-            self.id.into(),
-            self.big.into(),
-            self.double.into(),
-            self.text.clone().into(),
-            self.bytes.clone().into(),
-            self.flag.into(),
-        ]
-    }
-}
-
-fn everything_table(name: &str) -> Table {
-    Table::new(name)
-        .column("id", ColumnType::BigInt)
-        .column("big", ColumnType::BigInt)
-        .column("double", ColumnType::Double)
-        .column("text", ColumnType::Text)
-        .column("bytes", ColumnType::Bytes)
-        .column("flag", ColumnType::Bool)
-        .key(["id"])
-}
-
-fn everything_rows() -> Vec<Everything> {
-    vec![
-        Everything {
-            id: 1,
-            big: Some(42),
-            double: Some(1.5),
-            text: Some("hello".into()),
-            bytes: Some(vec![1, 2, 3]),
-            flag: Some(true),
-        },
-        Everything {
-            id: 2,
-            big: Some(i64::MIN),
-            double: Some(-0.000_123_456_789),
-            text: Some("héllo, wörld ✓ 'quoted' \"double\"; DROP TABLE x; --".into()),
-            bytes: Some((0..=255).collect()),
-            flag: Some(false),
-        },
-        Everything {
-            id: 3,
-            big: Some(i64::MAX),
-            double: Some(f64::MAX),
-            text: Some(String::new()),
-            bytes: Some(Vec::new()),
-            flag: Some(true),
-        },
-        Everything { id: 4, big: None, double: None, text: None, bytes: None, flag: None },
-        Everything {
-            id: i64::MIN,
-            big: Some(0),
-            double: Some(f64::MIN_POSITIVE),
-            text: Some("line\nbreak\ttab\u{0}nul".into()),
-            bytes: Some(vec![0; 1000]),
-            flag: None,
-        },
-    ]
-}
-
 fn read_everything(connection: &Connection, table: &str) -> Vec<Everything> {
     let mut statement = connection
         .prepare(&format!("SELECT id, big, double, text, bytes, flag FROM {table} ORDER BY id"))
@@ -402,7 +296,7 @@ async fn every_column_type_and_null_round_trips() {
     let db = TempDb::new("round_trip");
     let name = table_name("round_trip");
     let writer = SqliteWriter::open(db.path(), everything_table(&name)).unwrap();
-    let rows = everything_rows();
+    let rows = everything_rows("line\nbreak\ttab\u{0}nul");
     assert_eq!(writer.write(&messages(rows.clone())).await.unwrap(), rows.len());
     let reader = db.connect();
     let mut expected = rows;
@@ -545,47 +439,7 @@ async fn a_table_without_key_appends_rows() {
 async fn a_missing_directory_is_a_database_error() {
     let path = std::env::temp_dir().join(format!("weir_no_such_dir_{}", std::process::id())).join("x.db");
     let error = SqliteWriter::open(&path, orders_table("t")).unwrap_err();
-    assert_database_error(&error, "unable to open database file");
-}
-
-/// A pipeline storing orders: `handle_message` passes them on, `handle_batch` writes them.
-struct Store {
-    writer: SqliteWriter,
-    /// Batches whose write failed.
-    errors: AtomicUsize,
-    /// A pause before each write, to make a run last long enough to disturb it.
-    delay: Duration,
-}
-
-impl Store {
-    fn new(writer: SqliteWriter, delay: Duration) -> Self {
-        Store { writer, errors: AtomicUsize::new(0), delay }
-    }
-}
-
-impl Handler for Store {
-    type Data = Order;
-    type Output = Order;
-
-    async fn handle_message(&self, message: &mut Message<Order>) -> Result<Order, BoxError> {
-        Ok(message.data().clone())
-    }
-}
-
-impl BatchHandler for Store {
-    async fn handle_batch(&self, rows: &mut [Message<Order>], _: &BatchInfo) -> Result<(), BoxError> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        self.writer.write(rows).await.inspect_err(|_| {
-            self.errors.fetch_add(1, Ordering::SeqCst);
-        })?;
-        Ok(())
-    }
-}
-
-fn order(i: i64) -> Order {
-    Order::new(i, &format!("customer-{}", i % 17), i * 10)
+    assert_database_error("sqlite", &error, "unable to open database file");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
