@@ -286,7 +286,9 @@ async fn main() -> Result<(), BoxError> {
         () = done => {}
     }
     let report = pipeline.stop().await;
-    progress.finish();
+    // Read before the bar closes (`finish` would move it to its end).
+    let completed = progress.position() == n;
+    progress.abandon();
     let elapsed = started.elapsed();
 
     let handler = pipeline.handler();
@@ -298,7 +300,12 @@ async fn main() -> Result<(), BoxError> {
         n as f64 / elapsed.as_secs_f64(),
         handler.written.load(Ordering::Relaxed),
     );
-    if progress.position() == n {
+    // Whether it ran to the end or was interrupted: a row for every order acknowledged as
+    // successful, and none for any other (the batch is acknowledged after its commit).
+    if args.amqp_url.is_none() && rows != ok as u64 {
+        return Err(format!("{rows} rows but {ok} orders acknowledged as written").into());
+    }
+    if completed {
         let valid = n - invalid;
         if rows != valid {
             return Err(format!("expected {valid} rows, found {rows}: lost or duplicated").into());
