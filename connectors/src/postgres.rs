@@ -46,6 +46,39 @@ fn keeps_session(error: &tokio_postgres::Error) -> bool {
     error.as_db_error().is_some_and(|server| server.parsed_severity() == Some(Severity::Error))
 }
 
+/// The error of a statement, after which the connection is dropped unless its session
+/// goes on (`keeps_session`), so the next call reopens it.
+fn failed(slot: &mut Option<Client>, error: &tokio_postgres::Error) -> Error {
+    if slot.as_ref().is_none_or(Client::is_closed) || !keeps_session(error) {
+        *slot = None;
+    }
+    pg(error)
+}
+
+/// A key value, comparable and hashable (floats by their bits), borrowed from its row.
+#[derive(PartialEq, Eq, Hash)]
+enum KeyPart<'a> {
+    Null,
+    BigInt(i64),
+    Double(u64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Bool(bool),
+}
+
+impl<'a> From<&'a Value> for KeyPart<'a> {
+    fn from(value: &'a Value) -> Self {
+        match value {
+            Value::BigInt(i) => KeyPart::BigInt(*i),
+            Value::Double(x) => KeyPart::Double(x.to_bits()),
+            Value::Text(s) => KeyPart::Text(s),
+            Value::Bytes(b) => KeyPart::Bytes(b),
+            Value::Bool(b) => KeyPart::Bool(*b),
+            _ => KeyPart::Null,
+        }
+    }
+}
+
 /// One column of a batch, as the array `UNNEST` takes.
 enum Column {
     BigInt(Vec<Option<i64>>),
@@ -216,23 +249,22 @@ impl PostgresWriter {
         }
         let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::as_param).collect();
         let mut slot = self.client.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(open(&self.url).await?);
-        }
-        let Some(client) = slot.as_mut() else { return Err(db("no connection")) };
+        let client = self.connected(&mut slot).await?;
         let result = async {
             let transaction = client.transaction().await?;
             transaction.execute(&self.insert, &params).await?;
             transaction.commit().await
         }
         .await;
-        if let Err(error) = result {
-            if client.is_closed() || !keeps_session(&error) {
-                *slot = None;
-            }
-            return Err(pg(&error));
+        result.map(|_| n).map_err(|error| failed(&mut slot, &error))
+    }
+
+    /// The connection, opened (again) if there is none or it was closed.
+    async fn connected<'a>(&self, slot: &'a mut Option<Client>) -> Result<&'a mut Client, Error> {
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(open(&self.url).await?);
         }
-        Ok(n)
+        slot.as_mut().ok_or_else(|| db("no connection"))
     }
 
     /// Rows with one key once, the last of each (upserts only).
@@ -249,10 +281,10 @@ impl PostgresWriter {
             .iter()
             .filter_map(|k| self.table.columns.iter().position(|(c, _)| c == k))
             .collect();
-        let mut last: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+        // Keys borrowed from the rows: no text made per row on this path.
+        let mut last: HashMap<Vec<KeyPart<'_>>, usize> = HashMap::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            let id: Vec<String> = key.iter().map(|k| format!("{:?}", row[*k])).collect();
-            last.insert(id.join("\u{1f}"), i);
+            last.insert(key.iter().map(|k| KeyPart::from(&row[*k])).collect(), i);
         }
         if last.len() == rows.len() {
             return rows;
@@ -270,11 +302,9 @@ impl PostgresWriter {
     /// [`Error::Database`] when PostgreSQL fails.
     pub async fn truncate(&self) -> Result<(), Error> {
         let mut slot = self.client.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(open(&self.url).await?);
-        }
-        let Some(client) = slot.as_ref() else { return Err(db("no connection")) };
-        client.batch_execute(&format!("TRUNCATE {}", self.table.name)).await.map_err(|e| pg(&e))
+        let client = self.connected(&mut slot).await?;
+        let result = client.batch_execute(&format!("TRUNCATE {}", self.table.name)).await;
+        result.map_err(|error| failed(&mut slot, &error))
     }
 
     /// The number of rows in the table.
@@ -284,19 +314,10 @@ impl PostgresWriter {
     /// [`Error::Database`] when PostgreSQL fails.
     pub async fn count(&self) -> Result<u64, Error> {
         let mut slot = self.client.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(open(&self.url).await?);
-        }
-        let Some(client) = slot.as_ref() else { return Err(db("no connection")) };
+        let client = self.connected(&mut slot).await?;
         let result = client.query_one(&format!("SELECT COUNT(*) FROM {}", self.table.name), &[]).await;
-        match result {
-            Ok(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)),
-            Err(error) => {
-                if client.is_closed() || !keeps_session(&error) {
-                    *slot = None;
-                }
-                Err(pg(&error))
-            }
-        }
+        result
+            .map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            .map_err(|error| failed(&mut slot, &error))
     }
 }

@@ -339,6 +339,17 @@ async fn wait_for(pipeline: &Pipeline<Ids>, what: &str, done: impl Fn(&Ids) -> b
     }
 }
 
+/// One producer on `options`, 2 processors, batches of 10 (20 ms timeout).
+async fn start(handler: Ids, options: RabbitMqOptions) -> Pipeline<Ids> {
+    Pipeline::builder("rabbit", handler)
+        .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
+        .processors(ProcessorOptions::new().concurrency(2))
+        .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
+        .start()
+        .await
+        .unwrap()
+}
+
 async fn run_until(pipeline: &Pipeline<Ids>, n: usize) {
     wait_for(pipeline, &format!("{n} ids handled"), |ids| ids.handled.lock().unwrap().len() >= n).await;
 }
@@ -378,12 +389,7 @@ async fn failed_messages_are_rejected_or_requeued_per_policy() {
         let options =
             RabbitMqOptions::new(url(), queue.clone()).on_failure(action).declare(Declare::default());
         let handler = Ids { fail: vec![3, 50, 99], ..Ids::default() };
-        let pipeline = Pipeline::builder("rabbit", handler)
-            .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
-            .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
-            .start()
-            .await
-            .unwrap();
+        let pipeline = start(handler, options).await;
         run_until(&pipeline, 97).await;
         // A requeued message comes back (and fails again): stop, then count what is left.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -402,13 +408,7 @@ async fn reject_and_requeue_once_delivers_a_failing_message_twice() {
     let options = RabbitMqOptions::new(url(), queue.clone())
         .on_failure(AckAction::RejectAndRequeueOnce)
         .metadata(["redelivered"]);
-    let pipeline = Pipeline::builder("rabbit", Ids { fail: vec![7], ..Ids::default() })
-        .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
-        .processors(ProcessorOptions::new().concurrency(2))
-        .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
-        .start()
-        .await
-        .unwrap();
+    let pipeline = start(Ids { fail: vec![7], ..Ids::default() }, options).await;
     wait_for(&pipeline, "the others handled and 7 seen twice", |ids| {
         ids.handled.lock().unwrap().len() == n as usize - 1 && ids.seen_counts().get(&7) == Some(&2)
     })
@@ -441,13 +441,7 @@ async fn configure_ack_overrides_the_producers_failure_action() {
     // The producer requeues failed messages; 3 is set to be rejected instead, 7 is not.
     let options = RabbitMqOptions::new(url(), queue.clone()).on_failure(AckAction::RejectAndRequeue);
     let handler = Ids { fail: vec![3, 7], reject: vec![3], ..Ids::default() };
-    let pipeline = Pipeline::builder("rabbit", handler)
-        .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
-        .processors(ProcessorOptions::new().concurrency(2))
-        .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
-        .start()
-        .await
-        .unwrap();
+    let pipeline = start(handler, options).await;
     wait_for(&pipeline, "the others handled and 7 requeued twice", |ids| {
         ids.handled.lock().unwrap().len() == n as usize - 2 && ids.seen_counts().get(&7) >= Some(&3)
     })
@@ -492,12 +486,7 @@ async fn metadata_is_copied_from_deliveries() {
     .await;
     let names = ["routing_key", "headers", "message_id", "redelivered", "delivery_tag", "content_type"];
     let options = RabbitMqOptions::new(url(), queue.clone()).metadata(names);
-    let pipeline = Pipeline::builder("rabbit", Ids::default())
-        .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
-        .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
-        .start()
-        .await
-        .unwrap();
+    let pipeline = start(Ids::default(), options).await;
     run_until(&pipeline, n as usize).await;
     let report = pipeline.stop().await;
     assert!(report.graceful, "{report:?}");
@@ -542,13 +531,7 @@ async fn reconnects_when_the_broker_closes_the_connection() {
     let queue = queue_with("reconnect", 0..n).await;
     let options = RabbitMqOptions::new(url(), queue.clone()).prefetch_count(20).backoff(short_backoff());
     let handler = Ids { delay: Duration::from_millis(1), ..Ids::default() };
-    let pipeline = Pipeline::builder("rabbit", handler)
-        .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
-        .processors(ProcessorOptions::new().concurrency(2))
-        .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
-        .start()
-        .await
-        .unwrap();
+    let pipeline = start(handler, options).await;
     run_until(&pipeline, 200).await;
     assert_eq!(close_connections_of(&queue).await, 1, "the producer's connection");
     let handled_then = pipeline.handler().handled.lock().unwrap().len();
@@ -574,12 +557,7 @@ async fn survives_the_queue_being_deleted_and_declared_again() {
     let queue = queue_with("deleted", 0..100).await;
     let options =
         RabbitMqOptions::new(url(), queue.clone()).declare(Declare::default()).backoff(short_backoff());
-    let pipeline = Pipeline::builder("rabbit", Ids::default())
-        .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
-        .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
-        .start()
-        .await
-        .unwrap();
+    let pipeline = start(Ids::default(), options).await;
     run_until(&pipeline, 100).await;
     // Deleting the queue cancels its consumer (basic.cancel from the broker).
     delete(&queue).await;
@@ -616,13 +594,7 @@ async fn stopping_mid_stream_is_graceful_and_loses_nothing() {
         let queue = queue_with(&format!("stop-{on_failure:?}"), 0..n).await;
         let options = RabbitMqOptions::new(url(), queue.clone()).prefetch_count(20).on_failure(on_failure);
         let handler = Ids { delay: Duration::from_millis(1), ..Ids::default() };
-        let pipeline = Pipeline::builder("rabbit", handler)
-            .producer(RabbitMqProducer::factory(options).unwrap(), ProducerOptions::new())
-            .processors(ProcessorOptions::new().concurrency(2))
-            .batcher("default", BatcherOptions::new().batch_size(10).batch_timeout(Duration::from_millis(20)))
-            .start()
-            .await
-            .unwrap();
+        let pipeline = start(handler, options).await;
         run_until(&pipeline, 300).await;
         let report = pipeline.stop().await;
         assert!(report.graceful, "{on_failure:?}: {report:?}");

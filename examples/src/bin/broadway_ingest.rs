@@ -70,24 +70,6 @@ impl BatchHandler for GscBatches {
     }
 }
 
-/// Resolves on ctrl-c, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
@@ -122,7 +104,7 @@ async fn main() -> Result<(), BoxError> {
 
     let acks = queue.acks().clone();
     tokio::select! {
-        () = shutdown_signal() => println!("signal: draining"),
+        () = weir_examples::shutdown_signal() => println!("signal: draining"),
         () = acks.wait_for(LINES) => println!("every line acknowledged"),
     }
     let report = pipeline.stop().await;

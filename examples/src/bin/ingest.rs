@@ -190,24 +190,6 @@ async fn publish(url: &str, queue: &str, n: u64) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Resolves on ctrl-c, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
@@ -282,7 +264,7 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     tokio::select! {
-        () = shutdown_signal() => println!("signal: draining"),
+        () = weir_examples::shutdown_signal() => println!("signal: draining"),
         () = done => {}
     }
     let report = pipeline.stop().await;
