@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
 use weir_core::dispatcher::PartitionDispatcher;
 use weir_core::{
     start_producer, AnyStageRef, BoxError, Context, DemandMode, ProducerHandle,
@@ -113,6 +114,7 @@ pub trait Producer: Send + 'static {
 /// ```
 pub struct ProducerContext<'a, I> {
     sender: &'a InfoSender<I>,
+    tasks: &'a TaskTracker,
     name: &'a str,
     index: usize,
     timers: Vec<(Duration, I)>,
@@ -128,6 +130,55 @@ impl<I: Send + 'static> ProducerContext<'_, I> {
     /// A handle to send infos to this producer from anywhere (a task it spawned).
     pub fn sender(&self) -> InfoSender<I> {
         self.sender.clone()
+    }
+
+    /// Spawns `task` as one the pipeline waits for: [`Pipeline::stop`](crate::Pipeline::stop)
+    /// and [`Pipeline::wait`](crate::Pipeline::wait) return once it has ended too (`stop`
+    /// within the shutdown timeout). For the task that receives from a broker and sends
+    /// the acknowledgements: the last ones reach the broker before `stop` returns, so a
+    /// program that exits right after it does not get those messages redelivered.
+    ///
+    /// The task must end on its own once the producer is dropped (or drained): the
+    /// pipeline does not cancel it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_broadway::{BoxError, Message, Producer, ProducerContext};
+    ///
+    /// /// Receives from a client in its own task; `None` until the first demand.
+    /// struct Client { stop: Option<tokio::sync::oneshot::Sender<()>> }
+    ///
+    /// impl Producer for Client {
+    ///     type Event = Message<Vec<u8>>;
+    ///     type Info = Vec<Message<Vec<u8>>>;
+    ///
+    ///     async fn handle_demand(&mut self, _: usize, ctx: &mut ProducerContext<'_, Self::Info>) -> Result<Vec<Message<Vec<u8>>>, BoxError> {
+    ///         if self.stop.is_none() {
+    ///             let (stop, stopped) = tokio::sync::oneshot::channel();
+    ///             self.stop = Some(stop);
+    ///             let deliver = ctx.sender();
+    ///             // Ends when the producer drains or is dropped (`stop` dropped).
+    ///             ctx.spawn(async move {
+    ///                 let _ = stopped.await;
+    ///                 let _ = deliver; // ... flush the last acknowledgements, close the connection
+    ///             });
+    ///         }
+    ///         Ok(Vec::new())
+    ///     }
+    ///
+    ///     async fn handle_info(&mut self, received: Self::Info, _: &mut ProducerContext<'_, Self::Info>) -> Result<Vec<Message<Vec<u8>>>, BoxError> {
+    ///         Ok(received)
+    ///     }
+    ///
+    ///     async fn prepare_for_draining(&mut self, _: &mut ProducerContext<'_, Self::Info>) -> Result<Vec<Message<Vec<u8>>>, BoxError> {
+    ///         self.stop.take();
+    ///         Ok(Vec::new())
+    ///     }
+    /// }
+    /// ```
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
     }
 
     /// This producer is done: the pipeline drains and stops once every producer is done.
@@ -247,6 +298,7 @@ struct ProducerStage<P: Producer, D, F> {
     draining: bool,
     finished: bool,
     metrics: StageMetrics,
+    tasks: TaskTracker,
 }
 
 type Ctx<P, D> = Context<Control<<P as Producer>::Info, D>>;
@@ -270,6 +322,7 @@ where
         });
         let mut pctx = ProducerContext {
             sender,
+            tasks: &self.tasks,
             name: &self.name,
             index: self.index,
             timers: Vec::new(),
@@ -407,6 +460,7 @@ pub(crate) struct ProducerStart<D> {
     /// Route to `processors` partitions by this hash (processors' `partition_by`).
     pub(crate) partition: Option<(usize, crate::config::PartitionFn<D>)>,
     pub(crate) metrics: StageMetrics,
+    pub(crate) tasks: TaskTracker,
 }
 
 pub(crate) type StartProducer<D> =
@@ -446,6 +500,7 @@ where
             draining: false,
             finished: false,
             metrics: start.metrics,
+            tasks: start.tasks,
         };
         Ok(Box::new(Running(start_producer(stage, options)?)) as Box<dyn ProducerControl<D>>)
     })

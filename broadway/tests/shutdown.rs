@@ -268,3 +268,62 @@ async fn closing_a_memory_queue_ends_the_pipeline() {
         ]
     );
 }
+
+/// Spawns, on its first demand, a task the pipeline waits for: after this producer is told
+/// to drain, the task takes a second (as sending a broker the last acknowledgements can),
+/// then records that it ended.
+struct WithTask {
+    stopping: Option<tokio::sync::oneshot::Sender<()>>,
+    ended: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl Producer for WithTask {
+    type Event = Message<u64>;
+    type Info = ();
+
+    async fn handle_demand(
+        &mut self,
+        _: usize,
+        ctx: &mut ProducerContext<'_, ()>,
+    ) -> Result<Vec<Message<u64>>, BoxError> {
+        if self.stopping.is_none() {
+            let (stopping, stopped) = tokio::sync::oneshot::channel();
+            self.stopping = Some(stopping);
+            let ended = self.ended.clone();
+            ctx.spawn(async move {
+                let _dropped_or_drained = stopped.await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                *ended.lock().unwrap() = Some(tokio::time::Instant::now());
+            });
+        }
+        Ok(Vec::new())
+    }
+
+    async fn prepare_for_draining(
+        &mut self,
+        _: &mut ProducerContext<'_, ()>,
+    ) -> Result<Vec<Message<u64>>, BoxError> {
+        self.stopping.take();
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_and_wait_return_after_the_tasks_producers_spawned() {
+    let ended = Arc::new(Mutex::new(None));
+    let factory = {
+        let ended = ended.clone();
+        move || WithTask { stopping: None, ended: ended.clone() }
+    };
+    let pipeline = Pipeline::builder("tasks", Recorder::default())
+        .producer(factory, ProducerOptions::new())
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = pipeline.stop().await;
+    assert!(report.graceful, "{report:?}");
+    assert!(ended.lock().unwrap().is_some(), "stop returned before the producer's task ended");
+    assert!(report.elapsed >= Duration::from_secs(1), "{report:?}");
+    pipeline.wait().await.unwrap();
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 use weir_core::dispatcher::PartitionDispatcher;
 use weir_core::{
     start_consumer, start_producer_consumer, AnyStageRef, CancelMode, ConsumerOptions, ConsumerRef,
@@ -133,6 +134,8 @@ pub(crate) struct Running<H: Handler> {
     failures: Mutex<Vec<Error>>,
     /// Restarts one at a time, so two restarted neighbours subscribe to each other once.
     restarting: tokio::sync::Mutex<()>,
+    /// Tasks producers spawned ([`ProducerContext::spawn`](crate::ProducerContext::spawn)).
+    tasks: TaskTracker,
     pub(crate) topology: Topology,
 }
 
@@ -196,6 +199,7 @@ impl<H: Handler> Running<H> {
             live: watch::Sender::new(slots),
             failures: Mutex::new(Vec::new()),
             restarting: tokio::sync::Mutex::new(()),
+            tasks: TaskTracker::new(),
             topology,
         });
         running.start_all().await?;
@@ -257,6 +261,7 @@ impl<H: Handler> Running<H> {
             index,
             limiter: spec.limiter.clone(),
             partition,
+            tasks: self.tasks.clone(),
         })
     }
 
@@ -400,10 +405,13 @@ impl<H: Handler> Running<H> {
         *self.live.borrow() > 0
     }
 
-    /// Waits until every slot is done; the first stage that failed for good, if any.
+    /// Waits until every slot is done, then until the tasks producers spawned have ended;
+    /// the first stage that failed for good, if any.
     pub(crate) async fn wait(&self) -> Result<(), Error> {
         let mut live = self.live.subscribe();
         let _sender_lives_in_self = live.wait_for(|n| *n == 0).await;
+        self.tasks.close();
+        self.tasks.wait().await;
         lock(&self.failures).first().cloned().map_or(Ok(()), Err)
     }
 

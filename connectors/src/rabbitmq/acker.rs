@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::{Channel, Connection};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use weir_broadway::{AckAction, AckData, AckOptions, Acknowledger, Failure};
 
 use crate::error::Error;
@@ -47,17 +48,24 @@ pub(crate) fn check_action(option: &'static str, action: AckAction) -> Result<()
 }
 
 impl ChannelAcker {
-    /// An acknowledger for `channel`; its task closes `connection` once every message
-    /// delivered on it is settled (the acknowledger is dropped with the last one).
+    /// An acknowledger for `channel`, and its task, which sends the acknowledgements and
+    /// closes `connection` once every message delivered on it is settled (the
+    /// acknowledger is dropped with the last one).
     pub(crate) fn start(
         connection: Connection,
         channel: Channel,
         on_success: AckAction,
         on_failure: AckAction,
-    ) -> Arc<Self> {
+    ) -> (Arc<Self>, JoinHandle<()>) {
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(connection, channel, rx));
-        Arc::new(ChannelAcker { on_success, on_failure, outstanding: Mutex::new(BTreeSet::new()), commands })
+        let task = tokio::spawn(run(connection, channel, rx));
+        let acker = Arc::new(ChannelAcker {
+            on_success,
+            on_failure,
+            outstanding: Mutex::new(BTreeSet::new()),
+            commands,
+        });
+        (acker, task)
     }
 
     /// Tags delivered, before their messages go into the pipeline.

@@ -266,7 +266,9 @@ impl Producer for RabbitMqProducer {
             let sender = ctx.sender();
             let options = self.options.clone();
             let name = ctx.name().to_owned();
-            tokio::spawn(consume(options, name, stopped, move |messages| {
+            // The pipeline waits for this task, and it for its channels' last
+            // acknowledgements: they reach the broker before `Pipeline::stop` returns.
+            ctx.spawn(consume(options, name, stopped, move |messages| {
                 sender.send(Incoming::Messages(messages)).is_ok()
             }));
         }
@@ -298,21 +300,20 @@ enum Ended {
     Cancelled,
 }
 
-/// Connects, consumes, and reconnects with backoff until stopped.
+/// Connects, consumes, and reconnects with backoff until stopped; then waits until the
+/// acknowledgements of every channel it opened are sent and the connections closed.
 async fn consume(
     options: Arc<RabbitMqOptions>,
     name: String,
     mut stop: watch::Receiver<bool>,
     deliver: impl Fn(Vec<Message<Vec<u8>>>) -> bool,
 ) {
+    let mut ackers = Vec::new();
     let mut failures = 0;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let session = session(&options, &name, &mut stop, &deliver, &mut failures).await;
+    while !*stop.borrow() {
+        let session = session(&options, &name, &mut stop, &deliver, &mut failures, &mut ackers).await;
         let reason = match session {
-            Ok(Ended::Stopped) => return,
+            Ok(Ended::Stopped) => break,
             Ok(Ended::Cancelled) => "the broker cancelled the consumer".to_owned(),
             Err(error) => error.to_string(),
         };
@@ -321,8 +322,11 @@ async fn consume(
         tracing::warn!(producer = %name, %reason, ?delay, "rabbitmq: reconnecting");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
+    }
+    for acker in ackers {
+        let _panicked_or_aborted = acker.await;
     }
 }
 
@@ -403,6 +407,7 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     deliver: &impl Fn(Vec<Message<Vec<u8>>>) -> bool,
     failures: &mut u32,
+    ackers: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<Ended, lapin::Error> {
     let connection = Connection::connect(&options.url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
@@ -442,7 +447,9 @@ async fn session(
         )
         .await?;
     *failures = 0;
-    let acker = ChannelAcker::start(connection, channel.clone(), options.on_success, options.on_failure);
+    let (acker, task) =
+        ChannelAcker::start(connection, channel.clone(), options.on_success, options.on_failure);
+    ackers.push(task);
     let acknowledger: Arc<dyn weir_broadway::Acknowledger> = acker.clone();
     let to_message = |delivery: lapin::message::Delivery| {
         let metadata = if options.metadata.is_empty() {
