@@ -10,109 +10,17 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use support::postgres::{connect, count, drop_table, fresh, kill, read_ids, read_orders, unique, url};
 use support::{
     assert_database_error, everything_rows, everything_table, messages, order, orders_table, Everything,
-    Order, Store, WriteOrders,
+    Order, Store,
 };
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use weir_broadway::memory::MemoryProducer;
-use weir_broadway::{BatcherOptions, Message, Pipeline, ProcessorOptions, ProducerOptions, RetryPolicy};
+use weir_broadway::{BatcherOptions, Pipeline, ProcessorOptions, ProducerOptions, RetryPolicy};
 use weir_connectors::postgres::PostgresWriter;
 use weir_connectors::sql::{ColumnType, OnConflict, Table, Value};
 use weir_connectors::Error;
-
-impl WriteOrders for PostgresWriter {
-    async fn write_orders(&self, messages: &[Message<Order>]) -> Result<usize, Error> {
-        self.write(messages).await
-    }
-}
-
-fn url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// The URL with an `application_name`, so a test can find (and kill) its writer's
-/// connections in `pg_stat_activity` without touching other tests'.
-fn writer_url(application: &str) -> String {
-    let url = url();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}application_name={application}")
-}
-
-/// A table (and application) name unique to the test and the process.
-fn unique(test: &str) -> String {
-    format!("weir_{test}_{}", std::process::id())
-}
-
-/// A connection of the test's own, to look at and disturb what the writer does.
-async fn client() -> Client {
-    let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap_or_else(|error| {
-        panic!("PostgreSQL is needed at {} (scripts/services.sh postgres): {error}", url())
-    });
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
-/// The test's connection, with its table (and a renamed-away copy) dropped if an earlier
-/// run left them.
-async fn fresh(name: &str) -> Client {
-    let client = client().await;
-    client
-        .batch_execute(&format!("DROP TABLE IF EXISTS {name}; DROP TABLE IF EXISTS {name}_away"))
-        .await
-        .unwrap();
-    client
-}
-
-async fn drop_table(client: &Client, name: &str) {
-    client
-        .batch_execute(&format!("DROP TABLE IF EXISTS {name}; DROP TABLE IF EXISTS {name}_away"))
-        .await
-        .unwrap();
-}
-
-async fn connect(name: &str, table: Table) -> PostgresWriter {
-    PostgresWriter::connect(&writer_url(name), table).await.unwrap()
-}
-
-async fn count(client: &Client, table: &str) -> i64 {
-    client.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]).await.unwrap().get(0)
-}
-
-/// Kills the connections of the writer with this application name; returns how many.
-async fn kill(client: &Client, application: &str) -> usize {
-    client
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = $1 AND pid <> pg_backend_pid()",
-            &[&application],
-        )
-        .await
-        .unwrap()
-        .len()
-}
-
-async fn read_orders(client: &Client, table: &str) -> Vec<Order> {
-    client
-        .query(&format!("SELECT id, customer, cents FROM {table} ORDER BY id"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| Order { id: row.get(0), customer: row.get(1), cents: row.get(2) })
-        .collect()
-}
-
-async fn read_ids(client: &Client, table: &str) -> HashSet<i64> {
-    client
-        .query(&format!("SELECT id FROM {table}"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
-}
 
 #[tokio::test]
 async fn a_failing_row_writes_nothing_of_its_batch() {

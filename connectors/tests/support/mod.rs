@@ -5,6 +5,11 @@
 // Each test binary compiles this module and uses only a part of it.
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "rabbitmq")]
+pub(crate) mod rabbitmq;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
