@@ -126,6 +126,8 @@ pub struct Builder<H: Handler> {
     batchers: Vec<BatcherSpec<H>>,
     retry: Option<RetryPolicy>,
     shutdown_timeout: Duration,
+    /// The producer's [`Producer::ORDERED_BY_GROUP`].
+    ordered_by_group: bool,
 }
 
 impl<H: Handler> Pipeline<H> {
@@ -140,6 +142,7 @@ impl<H: Handler> Pipeline<H> {
             batchers: Vec::new(),
             retry: None,
             shutdown_timeout: Duration::from_secs(30),
+            ordered_by_group: false,
         }
     }
 }
@@ -154,6 +157,7 @@ impl<H: Handler> Builder<H> {
         F: Fn() -> P + Send + Sync + 'static,
     {
         self.producer = Some((starter(factory, AsIs), options));
+        self.ordered_by_group = P::ORDERED_BY_GROUP;
         self
     }
 
@@ -172,6 +176,7 @@ impl<H: Handler> Builder<H> {
         T: Fn(P::Event) -> Message<H::Data> + Send + Sync + 'static,
     {
         self.producer = Some((starter(factory, EachWith(transformer)), options));
+        self.ordered_by_group = P::ORDERED_BY_GROUP;
         self
     }
 
@@ -247,10 +252,30 @@ impl<H: Handler> Builder<H> {
     /// [`Error::Stage`] outside a tokio runtime.
     pub async fn start(self) -> Result<Pipeline<H>, Error> {
         self.validate()?;
-        let Builder { name, handler, producer, processors, batchers, retry, shutdown_timeout } = self;
+        let Builder {
+            name,
+            handler,
+            producer,
+            mut processors,
+            mut batchers,
+            retry,
+            shutdown_timeout,
+            ordered_by_group,
+        } = self;
         let Some((start_producer, producers)) = producer else {
             return Err(Error::invalid("producer", "none", "is required: call Builder::producer"));
         };
+        if ordered_by_group {
+            processors
+                .partition_by
+                .get_or_insert_with(|| Arc::new(|m: &Message<H::Data>| m.ack_data().group));
+            for batcher in &mut batchers {
+                batcher
+                    .options
+                    .partition_by
+                    .get_or_insert_with(|| Arc::new(|m: &Message<H::Output>| m.ack_data().group));
+            }
+        }
         let in_flight = Arc::new(AtomicI64::new(0));
         let limiter = producers.rate_limit.map(|limit| Arc::new(RateLimiter::new(limit)));
         let running = Running::start(Spec {

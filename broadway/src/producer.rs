@@ -60,6 +60,12 @@ pub trait Producer: Send + 'static {
     /// What it accepts through [`ProducerContext::sender`] and timers.
     type Info: Send + 'static;
 
+    /// Whether the messages of one [`AckData::group`](crate::AckData::group) must be
+    /// handled in the order produced (a Kafka partition). Then, unless `partition_by` says
+    /// otherwise, processors and batch processors are partitioned by group: each group's
+    /// messages go through one processor and one batch processor, in order.
+    const ORDERED_BY_GROUP: bool = false;
+
     /// The pipeline asks for `demand` more events.
     fn handle_demand(
         &mut self,

@@ -15,8 +15,8 @@ use std::time::Duration;
 use support::{ids, Tally};
 use tokio::task::Id;
 use weir_broadway::{
-    BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
-    ProducerOptions,
+    AckData, BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
+    Producer, ProducerContext, ProducerOptions,
 };
 
 fn task() -> Id {
@@ -180,4 +180,66 @@ async fn message_concurrency_runs_one_partition_at_a_time() {
     let processed = handler.processed.lock().unwrap().clone();
     assert_ordered_on_one_stage(&processed, KEYS, 60 / KEYS);
     assert_eq!(batched, (0..60).collect::<Vec<_>>(), "outputs out of order");
+}
+
+/// Emits ids `0..n` in order, in groups `id % keys` (as a Kafka producer emits the offsets
+/// of its partitions), and says its groups are ordered.
+struct Grouped {
+    next: u64,
+    end: u64,
+    keys: u64,
+    tally: Arc<Tally>,
+}
+
+impl Producer for Grouped {
+    type Event = Message<u64>;
+    type Info = ();
+    const ORDERED_BY_GROUP: bool = true;
+
+    async fn handle_demand(
+        &mut self,
+        demand: usize,
+        ctx: &mut ProducerContext<'_, ()>,
+    ) -> Result<Vec<Message<u64>>, BoxError> {
+        let end = (self.next + demand as u64).min(self.end);
+        let messages = (self.next..end)
+            .map(|id| Message::new(id, self.tally.clone(), AckData::new(id).with_group(id % self.keys)))
+            .collect();
+        self.next = end;
+        if end == self.end {
+            ctx.finish();
+        }
+        Ok(messages)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_producers_groups_keep_their_order_without_partition_by() {
+    const KEYS: u64 = 5;
+    const PER_KEY: u64 = 60;
+    let n = KEYS * PER_KEY;
+    let tally = Arc::new(Tally::default());
+    let producer = {
+        let tally = tally.clone();
+        move || Grouped { next: 0, end: n, keys: KEYS, tally: tally.clone() }
+    };
+    let recorder = Recorder { keys: KEYS, delay: Some(Duration::from_micros(200)), ..Recorder::default() };
+    let pipeline = Pipeline::builder("grouped", recorder)
+        .producer(producer, ProducerOptions::new())
+        .processors(ProcessorOptions::new().concurrency(3).max_demand(4))
+        .batcher("default", BatcherOptions::new().batch_size(7).concurrency(2))
+        .start()
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), pipeline.wait()).await.unwrap().unwrap();
+
+    let handler = pipeline.handler();
+    let processed = handler.processed.lock().unwrap().clone();
+    assert_eq!(processed.len() as u64, n);
+    let processors = assert_ordered_on_one_stage(&processed, KEYS, PER_KEY);
+    assert_eq!(processors.len(), 3, "5 groups spread over the 3 processors");
+    let batched = handler.batched.lock().unwrap().clone();
+    let by_stage: Vec<(u64, Id)> = batched.iter().map(|&(id, stage, _)| (id, stage)).collect();
+    assert_eq!(assert_ordered_on_one_stage(&by_stage, KEYS, PER_KEY).len(), 2);
+    tally.assert_all_successful(n);
 }
