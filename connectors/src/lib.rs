@@ -5,8 +5,12 @@
 //!   `INSERT ... SELECT FROM UNNEST` per batch).
 //! - `rabbitmq`: [`rabbitmq::RabbitMqProducer`], a source consuming a RabbitMQ queue, with
 //!   acknowledgements batched per channel.
+//! - `sqs`: [`sqs::SqsProducer`], a source receiving from an SQS queue, several receives
+//!   in flight, deletes batched, visibility extended while a message is handled.
+//! - `kafka`: a source consuming Kafka topics as a consumer group, in order per partition,
+//!   committing contiguous acknowledged offsets.
 //!
-//! Both make `handle_batch` a one-liner for the common case "insert this batch of rows": a
+//! The writers make `handle_batch` a one-liner for the common case "insert this batch of rows": a
 //! batch is written in one transaction, so it is acknowledged only after its commit; if the
 //! write fails, the batch fails (and is retried per the pipeline's
 //! [`RetryPolicy`](weir_broadway::RetryPolicy)). Inserts are upserts by default
@@ -59,6 +63,8 @@
 
 mod backoff;
 mod error;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "rabbitmq")]
@@ -66,6 +72,8 @@ pub mod rabbitmq;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 
 pub use backoff::Backoff;
 pub use error::Error;

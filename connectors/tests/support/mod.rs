@@ -9,6 +9,8 @@
 pub(crate) mod postgres;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod rabbitmq;
+#[cfg(feature = "sqs")]
+pub(crate) mod sqs;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

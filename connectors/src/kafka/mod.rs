@@ -1,0 +1,1 @@
+//! Kafka source (feature `kafka`, crate `rdkafka`): broadway_kafka for weir.
