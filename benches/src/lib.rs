@@ -17,11 +17,13 @@
 //! [`corpus`] is a Rust port of `shared/bench-inputs/gen_corpus.py` (the deterministic inputs)
 //! and [`flow_shapes`] holds the `weir-flow` measurements (word count, map/filter/reduce,
 //! event-window aggregation) with their sequential and rayon counterparts; [`flow_harness`] is
-//! what the `flow_*` programs share (command line, input, interleaved runs, summary lines).
+//! what the `flow_*` programs share (command line, input, interleaved runs, summary lines);
+//! [`ingest`] what the source benchmarks share (order messages, parsing, CPU time).
 
 pub mod corpus;
 pub mod flow_harness;
 pub mod flow_shapes;
+pub mod ingest;
 
 use std::time::{Duration, Instant};
 

@@ -361,6 +361,8 @@ fn invalid_options_are_typed_errors_naming_the_option_and_value() {
     );
     assert!(error(options(url).attribute_names(["Colour"]))
         .starts_with("sqs.attribute_names (\"Colour\") must be one of All, "));
+    let secret = format!("{:?}", options(url).credentials("key", "hunter2"));
+    assert!(!secret.contains("hunter2"), "the secret is not in Debug output: {secret}");
     assert_eq!(
         error(options(url).message_attribute_names([""])),
         "sqs.message_attribute_names (\"\") must not be empty"

@@ -33,13 +33,14 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio_stream::StreamExt;
 use weir_benches::flow_harness::exit_code;
 use weir_benches::flow_shapes::{median, runtime, Args};
+use weir_benches::ingest::{parse, payload, process_cpu, Order};
 use weir_broadway::{
     BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
     ProducerOptions,
 };
 use weir_connectors::postgres::PostgresWriter;
 use weir_connectors::rabbitmq::{RabbitMqOptions, RabbitMqProducer};
-use weir_connectors::sql::{ColumnType, Row, Table, Value};
+use weir_connectors::sql::{ColumnType, Row, Table};
 
 const USAGE: &str = "usage: ingest_compare [--messages N] [--runs N]";
 const QUEUE: &str = "weir_bench_ingest";
@@ -65,34 +66,6 @@ fn table() -> Table {
         .column("amount", ColumnType::BigInt)
         .column("ts", ColumnType::BigInt)
         .key(["id"])
-}
-
-/// One parsed message.
-struct Order([i64; 4]);
-
-impl Row for Order {
-    fn values(&self) -> Vec<Value> {
-        self.0.iter().map(|v| Value::BigInt(*v)).collect()
-    }
-}
-
-fn parse(payload: &[u8]) -> Result<Order, BoxError> {
-    let text = std::str::from_utf8(payload)?;
-    let mut fields = text.split(',');
-    let mut order = [0i64; 4];
-    for slot in &mut order {
-        *slot = fields.next().ok_or("missing field")?.parse()?;
-    }
-    Ok(Order(order))
-}
-
-/// A message of about 200 bytes.
-fn payload(id: u64) -> Vec<u8> {
-    let customer = id % 10_000;
-    let amount = 1 + (id * 7919) % 100_000;
-    let line = format!("{id},{customer},{amount},{}", 1_767_225_600_000 + id);
-    let padding = 200usize.saturating_sub(line.len() + 1);
-    format!("{line},{}", "x".repeat(padding)).into_bytes()
 }
 
 async fn fresh_queue(n: u64) -> Result<(), BoxError> {
@@ -225,19 +198,6 @@ async fn check(writer: &PostgresWriter, n: u64) -> Result<(), BoxError> {
         );
     }
     Ok(())
-}
-
-/// CPU time of the whole process so far (user + system, including threads that ended), from
-/// `/proc/self/stat` (clock ticks of 10 ms); zero where unavailable.
-fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
-    // Fields after the command name (which is in parentheses): utime and stime are the
-    // 12th and 13th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = field(11) + field(12);
-    Duration::from_millis(ticks * 10)
 }
 
 fn run() -> Result<bool, String> {

@@ -18,7 +18,7 @@ pub(super) fn build(options: &SqsOptions) -> Result<Client, Error> {
         return Ok(client.clone());
     }
     let credentials = match &options.credentials {
-        Some((key, secret, token)) => Credentials::new(key, secret, token.clone(), None, "weir"),
+        Some(credentials) => credentials.clone(),
         None => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
             (Some(key), Some(secret)) => {
                 Credentials::new(key, secret, env("AWS_SESSION_TOKEN"), None, "environment")

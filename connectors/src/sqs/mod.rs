@@ -98,7 +98,8 @@ pub struct SqsOptions {
     queue_url: String,
     endpoint_url: Option<String>,
     region: Option<String>,
-    credentials: Option<(String, String, Option<String>)>,
+    /// The SDK's type: its `Debug` does not show the secret.
+    credentials: Option<aws_sdk_sqs::config::Credentials>,
     client: Option<Client>,
     max_number_of_messages: i32,
     wait_time_seconds: i32,
@@ -158,7 +159,9 @@ impl SqsOptions {
     /// Static credentials (access key id and secret).
     #[must_use]
     pub fn credentials(mut self, access_key_id: impl Into<String>, secret: impl Into<String>) -> Self {
-        self.credentials = Some((access_key_id.into(), secret.into(), None));
+        let credentials =
+            aws_sdk_sqs::config::Credentials::new(access_key_id.into(), secret.into(), None, None, "weir");
+        self.credentials = Some(credentials);
         self
     }
 
