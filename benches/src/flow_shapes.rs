@@ -130,7 +130,7 @@ pub fn merge_sums<K: std::hash::Hash + Eq>(a: FxHashMap<K, u64>, b: FxHashMap<K,
 }
 
 /// Sets the partition's `max_demand` when given (weir-flow's default, 1000, otherwise).
-pub fn with_demand<T>(partition: Partition<T>, max_demand: Option<usize>) -> Partition<T> {
+pub fn with_demand<T, R>(partition: Partition<T, R>, max_demand: Option<usize>) -> Partition<T, R> {
     match max_demand {
         Some(max_demand) => partition.max_demand(max_demand),
         None => partition,

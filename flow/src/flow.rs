@@ -17,7 +17,7 @@ use weir_core::{
 
 use crate::error::Error;
 use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapBatch, MapValues, Op, Then, UniqBy};
-use crate::partition::{Partition, Route};
+use crate::partition::{IntoRoute, Partition, Route};
 use crate::reduce::{Emitting, GroupBy, GroupByKey, Plain};
 use crate::reduced::{Reduced, Windowed};
 use crate::source::{puller, Puller, Source, SourceStage};
@@ -713,11 +713,8 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(sums, vec![20, 25]);
     /// # Ok(()) }
     /// ```
-    pub fn partition(self, partition: Partition<O::Out>) -> Flow<O::Out>
-    where
-        O::Out: Hash,
-    {
-        let route = partition.route();
+    pub fn partition<R: IntoRoute<O::Out>>(self, partition: Partition<O::Out, R>) -> Flow<O::Out> {
+        let route = partition.route.into_route();
         self.partition_by(route, partition.stages.unwrap_or_else(cores), partition.max_demand.unwrap_or(1000))
     }
 

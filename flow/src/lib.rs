@@ -49,7 +49,7 @@ mod error;
 mod flow;
 mod join;
 pub mod op;
-mod partition;
+pub mod partition;
 pub mod reduce;
 mod reduced;
 mod source;

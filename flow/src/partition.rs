@@ -1,16 +1,21 @@
-//! How `partition` routes events to the stages of the next layer.
+//! How `partition` routes events to the stages of the next layer: [`Partition`] and the
+//! types saying whether it routes by the events' own hash or by a key or hash function.
 
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-pub(crate) type Route<T> = Arc<dyn Fn(&T, usize) -> Option<usize> + Send + Sync>;
+/// A route: the stage of an event among `stages`, or `None` to drop it.
+pub type Route<T> = Arc<dyn Fn(&T, usize) -> Option<usize> + Send + Sync>;
 
 /// Options of [`Flow::partition`](crate::Flow::partition): how many stages the new layer
 /// has and which stage each event goes to.
 ///
 /// By key, equal keys meet in the same stage. A custom hash returns a stage index (taken
 /// modulo the number of stages) or `None` to drop the event. Without either, events are
-/// routed by their own hash.
+/// routed by their own hash, which needs them to be `Hash`; with a key or a hash they need
+/// not be (the second type parameter records which, so the bound applies only where it is
+/// needed).
 ///
 /// # Examples
 ///
@@ -19,11 +24,68 @@ pub(crate) type Route<T> = Arc<dyn Fn(&T, usize) -> Option<usize> + Send + Sync>
 ///
 /// let by_word = Partition::new().stages(4).key(|word: &String| word.clone());
 /// let evens_only = Partition::new().hash(|n: &u64| (n % 2 == 0).then_some(*n as usize));
+/// // Events that are not `Hash` (here, with a float), partitioned by a key that is.
+/// let by_customer = Partition::new().key(|order: &(u32, f64)| order.0);
+/// # let _ = (by_word, evens_only, by_customer);
 /// ```
-pub struct Partition<T> {
+pub struct Partition<T, R = ByEvent> {
     pub(crate) stages: Option<usize>,
-    pub(crate) route: Option<Route<T>>,
+    pub(crate) route: R,
     pub(crate) max_demand: Option<usize>,
+    events: PhantomData<fn(&T)>,
+}
+
+/// [`Partition`]'s default route: by each event's own hash.
+///
+/// # Examples
+///
+/// ```
+/// use weir_flow::partition::ByEvent;
+/// use weir_flow::Partition;
+///
+/// let by_event: Partition<u64, ByEvent> = Partition::new().stages(2);
+/// # let _ = by_event;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByEvent;
+
+/// [`Partition`]'s route when given by [`Partition::key`] or [`Partition::hash`].
+///
+/// # Examples
+///
+/// ```
+/// use weir_flow::partition::Routed;
+/// use weir_flow::Partition;
+///
+/// let by_parity: Partition<u64, Routed<u64>> = Partition::new().key(|n: &u64| n % 2);
+/// # let _ = by_parity;
+/// ```
+pub struct Routed<T>(Route<T>);
+
+/// How a [`Partition`] routes events of type `T`: [`ByEvent`] (needs `T: Hash`) or
+/// [`Routed`]. Sealed.
+pub trait IntoRoute<T>: sealed::Sealed {
+    /// The route, for `stages` stages.
+    #[doc(hidden)]
+    fn into_route(self) -> Route<T>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ByEvent {}
+    impl<T> Sealed for super::Routed<T> {}
+}
+
+impl<T: Hash> IntoRoute<T> for ByEvent {
+    fn into_route(self) -> Route<T> {
+        Arc::new(|event: &T, stages: usize| Some(hash_index(event, stages)))
+    }
+}
+
+impl<T> IntoRoute<T> for Routed<T> {
+    fn into_route(self) -> Route<T> {
+        self.0
+    }
 }
 
 impl<T> Default for Partition<T> {
@@ -35,41 +97,43 @@ impl<T> Default for Partition<T> {
 impl<T> Partition<T> {
     /// One stage per core, events routed by their own hash.
     pub fn new() -> Self {
-        Partition { stages: None, route: None, max_demand: None }
+        Partition { stages: None, route: ByEvent, max_demand: None, events: PhantomData }
     }
+}
 
+impl<T, R> Partition<T, R> {
     /// The number of stages of the new layer (default: the number of cores).
+    #[must_use]
     pub fn stages(mut self, stages: usize) -> Self {
         self.stages = Some(stages);
         self
     }
 
     /// The `max_demand` of the new layer's stages (default 1000).
+    #[must_use]
     pub fn max_demand(mut self, max_demand: usize) -> Self {
         self.max_demand = Some(max_demand);
         self
     }
 
+    fn routed(self, route: Route<T>) -> Partition<T, Routed<T>> {
+        Partition {
+            stages: self.stages,
+            route: Routed(route),
+            max_demand: self.max_demand,
+            events: PhantomData,
+        }
+    }
+
     /// Routes by a key of each event: equal keys go to the same stage.
-    pub fn key<K: Hash>(mut self, key: impl Fn(&T) -> K + Send + Sync + 'static) -> Self {
-        self.route = Some(Arc::new(move |event: &T, stages: usize| Some(hash_index(&key(event), stages))));
-        self
+    pub fn key<K: Hash>(self, key: impl Fn(&T) -> K + Send + Sync + 'static) -> Partition<T, Routed<T>> {
+        self.routed(Arc::new(move |event: &T, stages: usize| Some(hash_index(&key(event), stages))))
     }
 
     /// Routes by a custom hash: the stage index (modulo the number of stages), or `None` to
     /// drop the event.
-    pub fn hash(mut self, hash: impl Fn(&T) -> Option<usize> + Send + Sync + 'static) -> Self {
-        self.route = Some(Arc::new(move |event: &T, stages: usize| hash(event).map(|h| h % stages)));
-        self
-    }
-
-    pub(crate) fn route(&self) -> Route<T>
-    where
-        T: Hash,
-    {
-        self.route
-            .clone()
-            .unwrap_or_else(|| Arc::new(|event: &T, stages: usize| Some(hash_index(event, stages))))
+    pub fn hash(self, hash: impl Fn(&T) -> Option<usize> + Send + Sync + 'static) -> Partition<T, Routed<T>> {
+        self.routed(Arc::new(move |event: &T, stages: usize| hash(event).map(|h| h % stages)))
     }
 }
 

@@ -13,7 +13,7 @@ use weir_core::ConsumerRef;
 use crate::error::Error;
 use crate::flow::{Flow, FlowStream, FlowTask, RunningFlow};
 use crate::op::Op;
-use crate::partition::Partition;
+use crate::partition::{IntoRoute, Partition};
 use crate::reduce::{
     emit, DefaultEmit, Emitting, GroupBy, GroupByKey, OnTrigger, Plain, ReduceFn, UserTrigger,
 };
@@ -243,10 +243,7 @@ where
     }
 
     /// A new layer, partitioned (see [`Flow::partition`]).
-    pub fn partition(self, partition: Partition<R::Out>) -> Flow<R::Out>
-    where
-        R::Out: Hash,
-    {
+    pub fn partition<P: IntoRoute<R::Out>>(self, partition: Partition<R::Out, P>) -> Flow<R::Out> {
         self.flow().partition(partition)
     }
 

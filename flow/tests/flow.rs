@@ -51,6 +51,39 @@ async fn partition_by_key_then_reduce_counts_like_a_hash_map() -> Result<(), Err
     Ok(())
 }
 
+/// Events that are not `Hash` (a float inside) partition by a key that is; each key's
+/// events meet in one stage, so each stage's per-key totals are the whole totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_without_hash_partition_by_a_key() -> Result<(), Error> {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Order {
+        customer: u32,
+        amount: f64,
+    }
+    let orders: Vec<Order> =
+        (0..3000).map(|i| Order { customer: i % 23, amount: f64::from(i % 7) * 0.5 }).collect();
+    let per_stage: Vec<HashMap<u32, f64>> = Flow::from_enumerable(orders.clone())
+        .partition(Partition::new().stages(3).key(|o: &Order| o.customer))
+        .reduce(HashMap::new, |o: Order, mut totals: HashMap<u32, f64>| {
+            *totals.entry(o.customer).or_default() += o.amount;
+            totals
+        })
+        .emit(weir_flow::emit::State)
+        .collect()
+        .await?;
+    assert_eq!(per_stage.len(), 3);
+    let mut seen = HashMap::new();
+    for (stage, totals) in per_stage.iter().enumerate() {
+        for (customer, total) in totals {
+            assert_eq!(seen.insert(*customer, stage), None, "customer {customer} in two stages");
+            let expected: f64 = orders.iter().filter(|o| o.customer == *customer).map(|o| o.amount).sum();
+            assert!((total - expected).abs() < 1e-9, "customer {customer}: {total} != {expected}");
+        }
+    }
+    assert_eq!(seen.len(), 23);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_alone_keeps_every_event() -> Result<(), Error> {
     let got: Vec<u64> = Flow::from_enumerable(0..2000u64)
