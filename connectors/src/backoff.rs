@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::error::Error;
+
 /// How long a source waits before reconnecting, after `n` failed attempts in a row
 /// (Broadway's `backoff_type`, `backoff_min`, `backoff_max`).
 ///
@@ -53,6 +55,15 @@ impl Backoff {
     /// The shortest and the longest wait.
     pub fn bounds(&self) -> (Duration, Duration) {
         (self.min, self.max)
+    }
+
+    /// Checks `0 < min <= max`, naming `option` in the error.
+    pub(crate) fn validate(&self, option: &'static str) -> Result<(), Error> {
+        if self.min.is_zero() || self.min > self.max {
+            let value = format!("{:?}..{:?}", self.min, self.max);
+            return Err(Error::invalid(option, value, "must have 0 < min <= max"));
+        }
+        Ok(())
     }
 }
 

@@ -51,4 +51,16 @@ impl Error {
     ) -> Self {
         Error::InvalidOption { option, value: value.to_string(), rule: rule.into() }
     }
+
+    /// Checks that each of `names` (metadata, attributes...) is one of `known`.
+    pub(crate) fn check_names(option: &'static str, names: &[String], known: &[&str]) -> Result<(), Self> {
+        match names.iter().find(|name| !known.contains(&name.as_str())) {
+            Some(unknown) => Err(Error::invalid(
+                option,
+                format!("{unknown:?}"),
+                format!("must be one of {}", known.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
 }

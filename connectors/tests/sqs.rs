@@ -185,6 +185,25 @@ async fn reject_and_requeue_makes_a_failed_message_visible_again_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_ack_deletes_failed_messages() {
+    let client = client();
+    let url = queue(&client, "fail-delete").await;
+    send(&client, &url, &(0..10).collect::<Vec<_>>(), None).await;
+    let handler = Bodies { fail: vec![2, 8], ..Bodies::default() };
+    let pipeline = start(handler, options(&url).visibility_timeout(1).on_failure(AckAction::Ack)).await;
+    wait_for(&pipeline, 10, "every id seen", |b| b.seen_counts().len() == 10).await;
+    // Past the visibility timeout: a failed message left alone would be back by now.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let report = pipeline.stop().await;
+    assert!(report.graceful, "{report:?}");
+    let seen = pipeline.handler().seen_counts();
+    assert!(seen.values().all(|c| *c == 1), "nothing delivered twice: {seen:?}");
+    assert_eq!(pipeline.handler().handled().len(), 8);
+    assert_eq!(counts(&client, &url).await, (0, 0), "the failed ones were deleted too");
+    delete(&client, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configure_ack_keeps_a_message_and_refuses_actions_sqs_lacks() {
     let client = client();
     let url = queue(&client, "configure").await;

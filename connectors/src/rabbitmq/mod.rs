@@ -189,22 +189,8 @@ impl RabbitMqOptions {
         }
         check_action("rabbitmq.on_success", self.on_success)?;
         check_action("rabbitmq.on_failure", self.on_failure)?;
-        if let Some(unknown) = self.metadata.iter().find(|m| !METADATA.contains(&m.as_str())) {
-            return Err(Error::invalid(
-                "rabbitmq.metadata",
-                format!("{unknown:?}"),
-                format!("must be one of {}", METADATA.join(", ")),
-            ));
-        }
-        let (min, max) = self.backoff.bounds();
-        if min.is_zero() || min > max {
-            return Err(Error::invalid(
-                "rabbitmq.backoff",
-                format!("{min:?}..{max:?}"),
-                "must have 0 < min <= max",
-            ));
-        }
-        Ok(())
+        Error::check_names("rabbitmq.metadata", &self.metadata, METADATA)?;
+        self.backoff.validate("rabbitmq.backoff")
     }
 }
 

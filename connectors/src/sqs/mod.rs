@@ -106,7 +106,7 @@ pub struct SqsOptions {
     visibility_timeout: Option<i32>,
     attribute_names: Vec<String>,
     message_attribute_names: Vec<String>,
-    receive_interval: Duration,
+    receive_interval: Option<Duration>,
     receives_in_flight: usize,
     on_success: AckAction,
     on_failure: AckAction,
@@ -117,7 +117,8 @@ pub struct SqsOptions {
 impl SqsOptions {
     /// Receive from the queue at `queue_url`. Defaults: up to 10 messages per receive, long
     /// polls of 20 s, the queue's visibility timeout, 4 receives in flight, no wait after
-    /// an empty long poll, delete on success, nothing on failure, the lease heartbeat on;
+    /// an empty long poll (see [`receive_interval`](Self::receive_interval)), delete on
+    /// success, nothing on failure, the lease heartbeat on;
     /// the region from `AWS_REGION` (or `AWS_DEFAULT_REGION`, else `us-east-1`) and the
     /// credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
     /// `AWS_SESSION_TOKEN`, unless set here or a [`client`](Self::client) is given.
@@ -133,7 +134,7 @@ impl SqsOptions {
             visibility_timeout: None,
             attribute_names: Vec::new(),
             message_attribute_names: Vec::new(),
-            receive_interval: Duration::ZERO,
+            receive_interval: None,
             receives_in_flight: 4,
             on_success: AckAction::Ack,
             on_failure: AckAction::Noop,
@@ -211,12 +212,22 @@ impl SqsOptions {
         self
     }
 
-    /// How long a receive slot waits after a receive that returned nothing (default 0:
-    /// the long poll already waited).
+    /// How long a receive slot waits after a receive that returned nothing. Default: no
+    /// wait after a long poll (it waited already); 5 s (Broadway's default) when
+    /// `wait_time_seconds` is 0, so that an empty queue is not polled in a busy loop.
     #[must_use]
     pub fn receive_interval(mut self, interval: Duration) -> Self {
-        self.receive_interval = interval;
+        self.receive_interval = Some(interval);
         self
+    }
+
+    /// The wait after an empty receive (see [`receive_interval`](Self::receive_interval)).
+    fn empty_receive_wait(&self) -> Duration {
+        self.receive_interval.unwrap_or(if self.wait_time_seconds > 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(5)
+        })
     }
 
     /// `ReceiveMessage` calls in flight at once per producer (default 4).
@@ -325,13 +336,7 @@ impl SqsOptions {
         if let Some(timeout) = self.visibility_timeout.filter(|t| !(0..=43_200).contains(t)) {
             return Err(Error::invalid("sqs.visibility_timeout", timeout, "must be between 0 and 43200"));
         }
-        if let Some(unknown) = self.attribute_names.iter().find(|name| !ATTRIBUTES.contains(&name.as_str())) {
-            return Err(Error::invalid(
-                "sqs.attribute_names",
-                format!("{unknown:?}"),
-                format!("must be one of {}", ATTRIBUTES.join(", ")),
-            ));
-        }
+        Error::check_names("sqs.attribute_names", &self.attribute_names, ATTRIBUTES)?;
         if let Some(empty) = self.message_attribute_names.iter().find(|name| name.is_empty()) {
             return Err(Error::invalid(
                 "sqs.message_attribute_names",
@@ -344,15 +349,7 @@ impl SqsOptions {
         }
         acker::check_action("sqs.on_success", self.on_success, acker::ON_SUCCESS)?;
         acker::check_action("sqs.on_failure", self.on_failure, acker::ON_FAILURE)?;
-        let (min, max) = self.backoff.bounds();
-        if min.is_zero() || min > max {
-            return Err(Error::invalid(
-                "sqs.backoff",
-                format!("{min:?}..{max:?}"),
-                "must have 0 < min <= max",
-            ));
-        }
-        Ok(())
+        self.backoff.validate("sqs.backoff")
     }
 }
 
@@ -488,4 +485,21 @@ impl Producer for SqsProducer {
 /// ```
 pub fn message_group<D>(message: &Message<D>) -> u64 {
     message.ack_data().group
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::SqsOptions;
+
+    #[test]
+    fn an_empty_queue_is_not_polled_in_a_busy_loop() {
+        let options = SqsOptions::new("http://127.0.0.1:9324/000000000000/q");
+        assert_eq!(options.empty_receive_wait(), Duration::ZERO, "the long poll waited");
+        let short = options.clone().wait_time_seconds(0);
+        assert_eq!(short.empty_receive_wait(), Duration::from_secs(5), "Broadway's default");
+        let chosen = short.receive_interval(Duration::from_millis(200));
+        assert_eq!(chosen.empty_receive_wait(), Duration::from_millis(200));
+    }
 }

@@ -60,8 +60,9 @@ pub(super) async fn run(
                     let messages = output.messages.unwrap_or_default();
                     pending += asked.saturating_sub(messages.len());
                     if messages.is_empty() {
-                        if !options.receive_interval.is_zero() {
-                            resting.push(tokio::time::sleep(options.receive_interval));
+                        let wait = options.empty_receive_wait();
+                        if !wait.is_zero() {
+                            resting.push(tokio::time::sleep(wait));
                         }
                     } else if !deliver(messages.into_iter().map(|m| converter.message(m)).collect()) {
                         break;
