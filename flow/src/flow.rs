@@ -1117,6 +1117,30 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
 
 /// A flow feeding consumers ([`Flow::into_stages`]). Dropping it stops every stage of
 /// the flow.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use weir_core::{start_consumer, BoxError, Consumer, ConsumerOptions, Context, SubscriptionId};
+/// use weir_flow::Flow;
+///
+/// # struct Sink;
+/// # impl Consumer for Sink {
+/// #     type Event = u64;
+/// #     type Message = ();
+/// #     async fn handle_events(&mut self, _: Vec<u64>, _: SubscriptionId, _: &mut Context) -> Result<(), BoxError> {
+/// #         Ok(())
+/// #     }
+/// # }
+/// // `Sink`: a `weir_core::Consumer` of `u64` that drops what it gets.
+/// let sink = start_consumer(Sink, ConsumerOptions::new())?;
+/// let running = Flow::from_enumerable(0..u64::MAX).into_stages([sink.consumer().clone()]).await?;
+/// drop(running); // stops the endless flow: the consumer's producers end, so it ends too
+/// assert!(!sink.wait().await.is_failure());
+/// # Ok(()) }
+/// ```
 #[must_use = "dropping it stops the flow"]
 pub struct RunningFlow {
     running: Running,
@@ -1129,6 +1153,24 @@ impl Drop for RunningFlow {
 }
 
 /// A flow running detached ([`Flow::start`]).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use weir_flow::{Flow, FlowTask};
+///
+/// let sum = Arc::new(AtomicU32::new(0));
+/// let add = sum.clone();
+/// let flow = Flow::from_enumerable(1..=4u32).inspect(move |x| { add.fetch_add(*x, Ordering::Relaxed); });
+/// let task: FlowTask = flow.start().await?; // runs on its own from here
+/// task.wait().await?;
+/// assert_eq!(sum.load(Ordering::Relaxed), 10);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct FlowTask {
     task: tokio::task::JoinHandle<Result<(), Error>>,
@@ -1136,6 +1178,20 @@ pub struct FlowTask {
 
 impl FlowTask {
     /// Waits until the flow ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Error, Flow};
+    ///
+    /// let fine = Flow::from_enumerable(1..=3u32).map(|x| 10 / x).start().await?;
+    /// assert!(fine.wait().await.is_ok());
+    /// let failing = Flow::from_enumerable(0..3u32).map(|x| 10 / x).start().await?;
+    /// assert!(matches!(failing.wait().await, Err(Error::Failed(_)))); // 10 / 0 panicked
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -1148,6 +1204,26 @@ impl FlowTask {
     }
 
     /// Stops the flow and every stage it started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use std::sync::{atomic::{AtomicU64, Ordering::Relaxed}, Arc};
+    /// use weir_flow::Flow;
+    ///
+    /// let seen = Arc::new(AtomicU64::new(0));
+    /// let count = seen.clone();
+    /// let endless = Flow::from_enumerable(0..u64::MAX).inspect(move |_| { count.fetch_add(1, Relaxed); });
+    /// endless.start().await?.stop().await;
+    /// // On the paused clock, a sleep ends only once no stage has work left.
+    /// tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    /// let stopped_at = seen.load(Relaxed);
+    /// tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!(seen.load(Relaxed), stopped_at);
+    /// # Ok(()) }
+    /// ```
     pub async fn stop(self) {
         self.task.abort();
         let _aborted = self.task.await;
@@ -1155,6 +1231,20 @@ impl FlowTask {
 }
 
 /// The results of a running flow. Dropping it stops every stage of the flow.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use futures::StreamExt;
+/// use weir_flow::{Flow, FlowStream};
+///
+/// let results: FlowStream<u8> = Flow::from_enumerable(0..4u8).stages(1).into_stream().await?;
+/// let doubled: Vec<u8> = results.map(|x| x * 2).collect().await;
+/// assert_eq!(doubled, vec![0, 2, 4, 6]);
+/// # Ok(()) }
+/// ```
 pub struct FlowStream<T> {
     results: ConsumerStream<T>,
     running: Running,

@@ -16,6 +16,25 @@ use crate::reduce::{OnTrigger, ReduceFn};
 use crate::window::{Trigger, Window};
 
 /// Which events a join emits (Flow's join modes).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use weir_flow::{Flow, JoinMode};
+///
+/// // Left outer: every user, with their logins if any.
+/// let users = Flow::from_enumerable([(1u32, "ann"), (2, "bob")]);
+/// let logins = Flow::from_enumerable([(1u32, 9u32), (3, 7)]);
+/// let mut rows: Vec<(Option<&str>, Option<u32>)> = Flow::bounded_join(
+///     JoinMode::LeftOuter, users, logins, |u: &(u32, &str)| u.0, |l: &(u32, u32)| l.0,
+///     |u, l| (u.map(|u| u.1), l.map(|l| l.1)),
+/// ).collect().await?;
+/// rows.sort(); // login 3 has no user: a left outer join drops it
+/// assert_eq!(rows, vec![(Some("ann"), Some(9)), (Some("bob"), None)]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum JoinMode {
@@ -30,6 +49,26 @@ pub enum JoinMode {
 }
 
 /// An event of one side of a join, as the join's window sees it.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use std::time::Duration;
+/// use weir_flow::{Flow, JoinMode, Side, Window};
+///
+/// // (key, time in ms): the window reads the time of either side's events.
+/// let time = |side: &Side<(u8, u64), (u8, u64)>| match side { Side::Left(e) | Side::Right(e) => e.1 };
+/// let window = Window::fixed(Duration::from_secs(1), time).allowed_lateness(Duration::from_secs(60));
+/// let (left, right) = (Flow::from_enumerable([(1u8, 100u64)]), Flow::from_enumerable([(1u8, 1500u64)]));
+/// let key = |e: &(u8, u64)| e.0;
+/// let times = |l: Option<&(u8, u64)>, r: Option<&(u8, u64)>| (l.map(|l| l.1), r.map(|r| r.1));
+/// let mut rows: Vec<_> = Flow::window_join(JoinMode::FullOuter, left, right, window, key, key, times).collect().await?;
+/// rows.sort(); // different seconds: no match, so each comes alone
+/// assert_eq!(rows, vec![(None, Some(1500)), (Some(100), None)]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Side<L, R> {
     /// From the left flow.

@@ -1,11 +1,40 @@
 //! How `partition` routes events to the stages of the next layer: [`Partition`] and the
 //! types saying whether it routes by the events' own hash or by a key or hash function.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), weir_flow::Error> {
+//! use weir_flow::{Flow, Partition};
+//!
+//! // Routed by their own hash, equal events meet in one stage, so `uniq` sees them all.
+//! let mut once: Vec<u32> = Flow::from_enumerable([3u32, 1, 3, 2, 1, 3])
+//!     .partition(Partition::new().stages(2))
+//!     .uniq()
+//!     .collect()
+//!     .await?;
+//! once.sort();
+//! assert_eq!(once, vec![1, 2, 3]);
+//! # Ok(()) }
+//! ```
 
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// A route: the stage of an event among `stages`, or `None` to drop it.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use weir_flow::partition::Route;
+///
+/// let odd_only: Route<u32> = Arc::new(|n: &u32, stages: usize| (n % 2 == 1).then(|| *n as usize % stages));
+/// assert_eq!(odd_only(&7, 4), Some(3));
+/// assert_eq!(odd_only(&8, 4), None);
+/// ```
 pub type Route<T> = Arc<dyn Fn(&T, usize) -> Option<usize> + Send + Sync>;
 
 /// Options of [`Flow::partition`](crate::Flow::partition): how many stages the new layer
@@ -64,6 +93,23 @@ pub struct Routed<T>(Route<T>);
 
 /// How a [`Partition`] routes events of type `T`: [`ByEvent`] (needs `T: Hash`) or
 /// [`Routed`]. Sealed.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use weir_flow::partition::IntoRoute;
+/// use weir_flow::{Flow, Partition};
+///
+/// // A helper that takes a partition of either kind.
+/// async fn spread<R: IntoRoute<u32>>(partition: Partition<u32, R>) -> Result<Vec<u32>, weir_flow::Error> {
+///     Flow::from_enumerable(0..10u32).partition(partition.stages(3)).collect().await
+/// }
+/// assert_eq!(spread(Partition::new()).await?.len(), 10);
+/// assert_eq!(spread(Partition::new().key(|n: &u32| n % 2)).await?.len(), 10);
+/// # Ok(()) }
+/// ```
 pub trait IntoRoute<T>: sealed::Sealed {
     /// The route, for `stages` stages.
     #[doc(hidden)]
@@ -96,6 +142,25 @@ impl<T> Default for Partition<T> {
 
 impl<T> Partition<T> {
     /// One stage per core, events routed by their own hash.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// // Equal events meet in one stage: one group per letter, across all the stages.
+    /// let mut groups: Vec<(char, Vec<char>)> = Flow::from_enumerable("abracadabra".chars())
+    ///     .partition(Partition::new())
+    ///     .group_by(|c: &char| *c)
+    ///     .collect()
+    ///     .await?;
+    /// groups.sort();
+    /// assert_eq!(groups.len(), 5);
+    /// assert_eq!(groups[0], ('a', vec!['a'; 5]));
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> Self {
         Partition { stages: None, route: ByEvent, max_demand: None, events: PhantomData }
     }
@@ -103,6 +168,24 @@ impl<T> Partition<T> {
 
 impl<T, R> Partition<T, R> {
     /// The number of stages of the new layer (default: the number of cores).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// // Each of the 3 stages emits its own count when the input ends.
+    /// let counts: Vec<usize> = Flow::from_enumerable(0..90u32)
+    ///     .partition(Partition::new().stages(3))
+    ///     .reduce(|| vec![0usize], |_, n: Vec<usize>| vec![n[0] + 1])
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(counts.len(), 3);
+    /// assert_eq!(counts.iter().sum::<usize>(), 90);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn stages(mut self, stages: usize) -> Self {
         self.stages = Some(stages);
@@ -110,6 +193,21 @@ impl<T, R> Partition<T, R> {
     }
 
     /// The `max_demand` of the new layer's stages (default 1000).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// let numbers = || Flow::from_enumerable(0..100u32);
+    /// let all: Vec<u32> = numbers().partition(Partition::new().max_demand(10)).collect().await?;
+    /// assert_eq!(all.len(), 100);
+    /// let err = numbers().partition(Partition::new().max_demand(0)).run().await.unwrap_err();
+    /// assert_eq!(err.to_string(), "max_demand (0) must be greater than 0");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn max_demand(mut self, max_demand: usize) -> Self {
         self.max_demand = Some(max_demand);
@@ -126,12 +224,48 @@ impl<T, R> Partition<T, R> {
     }
 
     /// Routes by a key of each event: equal keys go to the same stage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use std::collections::HashMap;
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// // Each key's amounts meet in one stage, so each key has one total.
+    /// let mut totals: Vec<(char, u32)> = Flow::from_enumerable([('a', 1u32), ('b', 2), ('a', 3), ('b', 4)])
+    ///     .partition(Partition::new().stages(2).key(|(k, _): &(char, u32)| *k))
+    ///     .reduce(HashMap::new, |(k, v), mut m: HashMap<char, u32>| { *m.entry(k).or_default() += v; m })
+    ///     .collect()
+    ///     .await?;
+    /// totals.sort();
+    /// assert_eq!(totals, vec![('a', 4), ('b', 6)]);
+    /// # Ok(()) }
+    /// ```
     pub fn key<K: Hash>(self, key: impl Fn(&T) -> K + Send + Sync + 'static) -> Partition<T, Routed<T>> {
         self.routed(Arc::new(move |event: &T, stages: usize| Some(hash_index(&key(event), stages))))
     }
 
     /// Routes by a custom hash: the stage index (modulo the number of stages), or `None` to
     /// drop the event.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Partition};
+    ///
+    /// // Multiples of 3 are dropped; the others go to stage `n % 2`.
+    /// let mut kept: Vec<u32> = Flow::from_enumerable(0..10u32)
+    ///     .partition(Partition::new().stages(2).hash(|n: &u32| (n % 3 != 0).then_some(*n as usize)))
+    ///     .collect()
+    ///     .await?;
+    /// kept.sort();
+    /// assert_eq!(kept, vec![1, 2, 4, 5, 7, 8]);
+    /// # Ok(()) }
+    /// ```
     pub fn hash(self, hash: impl Fn(&T) -> Option<usize> + Send + Sync + 'static) -> Partition<T, Routed<T>> {
         self.routed(Arc::new(move |event: &T, stages: usize| hash(event).map(|h| h % stages)))
     }

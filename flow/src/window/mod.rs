@@ -111,12 +111,50 @@ impl<X> Window<X> {
     }
 
     /// One window for all events; it closes when the flow ends (the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{emit, Flow, Window};
+    ///
+    /// // One state per stage, emitted once, when the input ends.
+    /// let totals: Vec<u32> = Flow::from_enumerable(1..=100u32)
+    ///     .stages(1)
+    ///     .window(Window::global())
+    ///     .reduce(|| 0u32, |x, total| total + x)
+    ///     .emit(emit::State)
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(totals, vec![5050]);
+    /// # Ok(()) }
+    /// ```
     pub fn global() -> Self {
         Self::of(Kind::Global)
     }
 
     /// A window per `n` events of a stage: the n-th event closes it, exactly, even inside a
     /// chunk. When the flow ends, a partial last window closes too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{emit, Flow, Window};
+    ///
+    /// // Sums of every 3 events; the last window holds what is left.
+    /// let sums: Vec<u32> = Flow::from_enumerable(1..=8u32)
+    ///     .stages(1)
+    ///     .window(Window::count(3))
+    ///     .reduce(|| 0u32, |x, sum| sum + x)
+    ///     .emit(emit::State)
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(sums, vec![6, 15, 15]);
+    /// # Ok(()) }
+    /// ```
     pub fn count(n: usize) -> Self {
         Self::of(Kind::Count(n))
     }
@@ -185,6 +223,26 @@ impl<X> Window<X> {
     /// Fixed windows only: how long (in event time) a window stays open after the watermark
     /// passes its end. Then it fires [`Reason::Watermark`] and keeps taking late events,
     /// and it closes ([`Reason::Done`]) when the watermark passes its end plus `lateness`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use std::time::Duration;
+    /// use weir_flow::{Flow, Reason, Window};
+    ///
+    /// // (ms, amount): 900 is late but within 500 ms; 1600 closes the first second.
+    /// let events = vec![(100u64, 1u32), (1200, 2), (900, 4), (1600, 8)];
+    /// let window = Window::fixed(Duration::from_secs(1), |e: &(u64, u32)| e.0);
+    /// let fired: Vec<(Reason, u32)> = Flow::from_enumerable(events)
+    ///     .stages(1).window(window.allowed_lateness(Duration::from_millis(500)))
+    ///     .reduce(|| 0u32, |(_, amount), total| total + amount)
+    ///     .on_trigger(|total, trigger| (vec![(trigger.reason.clone(), total)], total))
+    ///     .collect().await?;
+    /// assert_eq!(fired, vec![(Reason::Watermark, 1), (Reason::Done, 5), (Reason::Done, 10)]);
+    /// # Ok(()) }
+    /// ```
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
         self.lateness = lateness;
         self
@@ -192,6 +250,26 @@ impl<X> Window<X> {
 
     /// Fires [`Reason::Every`] every `n` events of a window, splitting a chunk exactly at
     /// the n-th event.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{emit, Flow, Window};
+    ///
+    /// // With `emit::State`, each emission covers the events since the previous one:
+    /// // 1 + 2, 3 + 4, then 5 when the input ends.
+    /// let sums: Vec<u32> = Flow::from_enumerable(1..=5u32)
+    ///     .stages(1)
+    ///     .window(Window::global().trigger_every(2))
+    ///     .reduce(|| 0u32, |x, sum| sum + x)
+    ///     .emit(emit::State)
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(sums, vec![3, 7, 5]);
+    /// # Ok(()) }
+    /// ```
     pub fn trigger_every(mut self, n: usize) -> Self {
         self.every = Some(n);
         self
@@ -199,6 +277,26 @@ impl<X> Window<X> {
 
     /// Fires [`Reason::Periodically`] on every open window each `period` of processing
     /// time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use weir_flow::{Flow, Reason, Window};
+    ///
+    /// // On tokio's paused clock: 1 at 600 ms, 2 at 1200 ms, 3 at 1800 ms.
+    /// let tick = |x| async move { tokio::time::sleep(Duration::from_millis(600)).await; x };
+    /// let fired: Vec<(Reason, u32)> = Flow::from_stream(futures::stream::iter(1..=3u32).then(tick))
+    ///     .stages(1).window(Window::global().trigger_periodically(Duration::from_secs(1)))
+    ///     .reduce(|| 0u32, |x, sum| sum + x)
+    ///     .on_trigger(|sum, trigger| (vec![(trigger.reason.clone(), sum)], sum))
+    ///     .collect().await?;
+    /// assert_eq!(fired, vec![(Reason::Periodically(Duration::from_secs(1)), 1), (Reason::Done, 6)]);
+    /// # Ok(()) }
+    /// ```
     pub fn trigger_periodically(mut self, period: Duration) -> Self {
         self.periodically = Some(period);
         self
@@ -279,6 +377,25 @@ impl<X> Window<X> {
 }
 
 /// Which window a trigger is about.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use weir_flow::{Flow, Window, WindowId};
+///
+/// // Count windows are numbered per stage, from 0.
+/// let windows: Vec<WindowId> = Flow::from_enumerable(0..5u32)
+///     .stages(1)
+///     .window(Window::count(2))
+///     .reduce(|| 0u32, |x, sum| sum + x)
+///     .on_trigger(|sum, trigger| (vec![trigger.window], sum))
+///     .collect()
+///     .await?;
+/// assert_eq!(windows, vec![WindowId::Count(0), WindowId::Count(1), WindowId::Count(2)]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum WindowId {
@@ -298,6 +415,24 @@ pub enum WindowId {
 }
 
 /// Why a trigger fired.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use weir_flow::{Flow, Reason, Window};
+///
+/// let reasons: Vec<Reason> = Flow::from_enumerable(1..=5u32)
+///     .stages(1)
+///     .window(Window::global().trigger_every(2))
+///     .reduce(|| 0u32, |x, sum| sum + x)
+///     .on_trigger(|sum, trigger| (vec![trigger.reason.clone()], sum))
+///     .collect()
+///     .await?;
+/// assert_eq!(reasons, vec![Reason::Every(2), Reason::Every(2), Reason::Done]);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Reason {
@@ -314,6 +449,25 @@ pub enum Reason {
 }
 
 /// What [`on_trigger`](crate::Reduced::on_trigger) is told: whose window, which, and why.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use weir_flow::{Flow, Reason, Trigger, Window, WindowId};
+///
+/// let triggers: Vec<Trigger> = Flow::from_enumerable(0..3u32)
+///     .stages(1)
+///     .window(Window::global())
+///     .reduce(|| 0u32, |x, sum| sum + x)
+///     .on_trigger(|sum, trigger| (vec![trigger.clone()], sum))
+///     .collect()
+///     .await?;
+/// let t = &triggers[0];
+/// assert_eq!((t.partition, t.partitions, t.window, &t.reason), (0, 1, WindowId::Global, &Reason::Done));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Trigger {
@@ -330,6 +484,25 @@ pub struct Trigger {
 impl Trigger {
     /// Whether this is the window's last trigger ([`Reason::Done`]): its state is dropped
     /// after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), weir_flow::Error> {
+    /// use weir_flow::{Flow, Window};
+    ///
+    /// // Keep the running sum across `Every` triggers; emit only the final one.
+    /// let totals: Vec<u32> = Flow::from_enumerable(1..=5u32)
+    ///     .stages(1)
+    ///     .window(Window::global().trigger_every(2))
+    ///     .reduce(|| 0u32, |x, sum| sum + x)
+    ///     .on_trigger(|sum, trigger| (trigger.is_done().then_some(sum), sum))
+    ///     .collect()
+    ///     .await?;
+    /// assert_eq!(totals, vec![15]);
+    /// # Ok(()) }
+    /// ```
     pub fn is_done(&self) -> bool {
         self.reason == Reason::Done
     }
