@@ -7,8 +7,8 @@
 //!   acknowledgements batched per channel.
 //! - `sqs`: [`sqs::SqsProducer`], a source receiving from an SQS queue, several receives
 //!   in flight, deletes batched, visibility extended while a message is handled.
-//! - `kafka`: a source consuming Kafka topics as a consumer group, in order per partition,
-//!   committing contiguous acknowledged offsets.
+//! - `kafka`: [`kafka::KafkaProducer`], a source consuming Kafka topics as a consumer group,
+//!   in order per partition (or key), committing contiguous acknowledged offsets.
 //!
 //! The writers make `handle_batch` a one-liner for the common case "insert this batch of rows": a
 //! batch is written in one transaction, so it is acknowledged only after its commit; if the

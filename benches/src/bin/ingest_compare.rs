@@ -32,15 +32,15 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio_stream::StreamExt;
 use weir_benches::flow_harness::exit_code;
-use weir_benches::flow_shapes::{median, runtime, Args};
-use weir_benches::ingest::{parse, payload, process_cpu, Order};
+use weir_benches::flow_shapes::{runtime, Args};
+use weir_benches::ingest::{database_url, median_line, orders_table, parse, payload, process_cpu, Order};
 use weir_broadway::{
     BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
     ProducerOptions,
 };
 use weir_connectors::postgres::PostgresWriter;
 use weir_connectors::rabbitmq::{RabbitMqOptions, RabbitMqProducer};
-use weir_connectors::sql::{ColumnType, Row, Table};
+use weir_connectors::sql::Row;
 
 const USAGE: &str = "usage: ingest_compare [--messages N] [--runs N]";
 const QUEUE: &str = "weir_bench_ingest";
@@ -53,19 +53,6 @@ const PROCESSORS: usize = 1;
 
 fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn table() -> Table {
-    Table::new(TABLE)
-        .column("id", ColumnType::BigInt)
-        .column("customer", ColumnType::BigInt)
-        .column("amount", ColumnType::BigInt)
-        .column("ts", ColumnType::BigInt)
-        .key(["id"])
 }
 
 async fn fresh_queue(n: u64) -> Result<(), BoxError> {
@@ -134,7 +121,7 @@ impl BatchHandler for Ingest {
 }
 
 async fn weir(n: u64) -> Result<Duration, BoxError> {
-    let writer = PostgresWriter::connect(&database_url(), table()).await?;
+    let writer = PostgresWriter::connect(&database_url(), orders_table(TABLE)).await?;
     writer.truncate().await?;
     let started = Instant::now();
     let producer =
@@ -158,7 +145,7 @@ async fn weir(n: u64) -> Result<Duration, BoxError> {
 }
 
 async fn hand(n: u64) -> Result<Duration, BoxError> {
-    let writer = PostgresWriter::connect(&database_url(), table()).await?;
+    let writer = PostgresWriter::connect(&database_url(), orders_table(TABLE)).await?;
     writer.truncate().await?;
     let started = Instant::now();
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
@@ -227,15 +214,8 @@ fn run() -> Result<bool, String> {
             times[i].push(elapsed);
         }
     }
-    let rate = |t: Duration| n as f64 / t.as_secs_f64();
-    let (w, h) = (median(&times[0]), median(&times[1]));
     println!();
-    println!(
-        "median  weir {:.0} msg/s  hand-written {:.0} msg/s  ratio {:.2}x",
-        rate(w),
-        rate(h),
-        rate(w) / rate(h)
-    );
+    println!("median  {}", median_line(n, &times[0], &times[1]));
     Ok(true)
 }
 

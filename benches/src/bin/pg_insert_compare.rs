@@ -19,16 +19,13 @@ use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 use weir_benches::flow_harness::exit_code;
 use weir_benches::flow_shapes::{median, runtime, Args};
+use weir_benches::ingest::database_url;
 use weir_broadway::BoxError;
 use weir_connectors::postgres::PostgresWriter;
 use weir_connectors::sql::{ColumnType, Table, Value};
 
 const USAGE: &str = "usage: pg_insert_compare [--rows N] [--batch N] [--runs N]";
 const TABLE: &str = "weir_bench_insert";
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn row(id: i64) -> [i64; 4] {
     [id, id % 10_000, 1 + (id * 7919) % 100_000, 1_767_225_600_000 + id]

@@ -27,8 +27,8 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName, Sen
 use aws_sdk_sqs::Client;
 use futures::StreamExt;
 use weir_benches::flow_harness::exit_code;
-use weir_benches::flow_shapes::{median, runtime, Args};
-use weir_benches::ingest::{parse, payload, process_cpu, Order};
+use weir_benches::flow_shapes::{runtime, Args};
+use weir_benches::ingest::{median_line, parse, payload, process_cpu, Order};
 use weir_broadway::{
     BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
     ProducerOptions,
@@ -256,15 +256,8 @@ fn run() -> Result<bool, String> {
             times[i].push(elapsed);
         }
     }
-    let rate = |t: Duration| n as f64 / t.as_secs_f64();
-    let (w, h) = (median(&times[0]), median(&times[1]));
     println!();
-    println!(
-        "median  weir {:.0} msg/s  hand-written {:.0} msg/s  ratio {:.2}x",
-        rate(w),
-        rate(h),
-        rate(w) / rate(h)
-    );
+    println!("median  {}", median_line(n, &times[0], &times[1]));
     Ok(true)
 }
 

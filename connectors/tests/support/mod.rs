@@ -5,6 +5,8 @@
 // Each test binary compiles this module and uses only a part of it.
 #![allow(dead_code)]
 
+#[cfg(feature = "kafka")]
+pub(crate) mod kafka;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "rabbitmq")]
