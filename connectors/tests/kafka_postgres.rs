@@ -17,7 +17,7 @@ use std::time::Duration;
 use support::kafka::{
     committed, committed_until, cut_connections, metadata_int, options, topic_with, unique as topic_name,
 };
-use support::postgres::{connect, count, drop_table, fresh, unique as table_name};
+use support::postgres::{connect, drop_table, fresh, rows_reach, unique as table_name};
 use tokio::sync::RwLock;
 use tokio_postgres::Client;
 use weir_broadway::{
@@ -159,25 +159,9 @@ impl Setup {
             .unwrap()
     }
 
-    async fn rows(&self) -> i64 {
-        count(&self.client, &self.table).await
-    }
-
     /// Waits (at most `seconds`) until the table holds `rows` rows.
     async fn rows_reach(&self, rows: i64, seconds: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-        loop {
-            let now = self.rows().await;
-            if now >= rows {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: {now} rows after {seconds} s, waiting for {rows}",
-                self.table
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        rows_reach(&self.client, &self.table, rows, seconds).await;
     }
 
     /// Every row, in arrival order.

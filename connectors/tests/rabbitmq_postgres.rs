@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::postgres::{connect, count, drop_table, fresh, read_ids, read_orders, unique};
+use support::postgres::{connect, count, drop_table, fresh, read_ids, read_orders, rows_reach, unique};
 use support::rabbitmq::{close_connections_of, delete, queue_with, settled, stats, take_all, url};
 use support::{order, orders_table, Order, Store};
 use tokio_postgres::Client;
@@ -57,22 +57,6 @@ async fn start(queue: &str, table: &str, delay: Duration, retry: RetryPolicy) ->
         .start()
         .await
         .unwrap()
-}
-
-/// Waits (at most `seconds`) until the table holds `rows` rows.
-async fn rows_reach(client: &Client, table: &str, rows: i64, seconds: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let now = count(client, table).await;
-        if now >= rows {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{table}: {now} rows after {seconds} s, waiting for {rows}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Messages the broker no longer holds (acknowledged or rejected): published minus ready

@@ -10,7 +10,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::postgres::{connect, count, drop_table, fresh, read_ids, read_orders, unique};
+use support::postgres::{connect, drop_table, fresh, read_ids, read_orders, rows_reach, unique};
 use support::sqs::{client, counts, delete, options, queue, send, take_all};
 use support::{order, orders_table, Order, Store};
 use weir_broadway::{BatcherOptions, Message, Pipeline, ProcessorOptions, ProducerOptions};
@@ -33,22 +33,6 @@ async fn start(options: SqsOptions, table: &str, delay: Duration) -> Pipeline<St
         .start()
         .await
         .unwrap()
-}
-
-/// Waits (at most `seconds`) until the table holds `rows` rows.
-async fn rows_reach(client: &tokio_postgres::Client, table: &str, rows: i64, seconds: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let now = count(client, table).await;
-        if now >= rows {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{table}: {now} rows after {seconds} s, waiting for {rows}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,3 +103,19 @@ pub(crate) async fn read_ids(client: &Client, table: &str) -> HashSet<i64> {
         .map(|row| row.get(0))
         .collect()
 }
+
+/// Waits (at most `seconds`) until `table` holds `rows` rows.
+pub(crate) async fn rows_reach(client: &Client, table: &str, rows: i64, seconds: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let now = count(client, table).await;
+        if now >= rows {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{table}: {now} rows after {seconds} s, waiting for {rows}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
