@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
@@ -250,6 +250,62 @@ async fn heartbeat_run(client: &aws_sdk_sqs::Client, test: &str, heartbeat: bool
     empty_within(client, &url, Duration::from_secs(10)).await;
     delete(client, &url).await;
     delivered
+}
+
+/// What this test binary logs at WARN and above (a global subscriber, set once).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured() -> &'static Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    })
+}
+
+/// A message handled for 3 s with a 1 s visibility timeout and no heartbeat: meanwhile a
+/// receive finds it visible again, past its maximum receive count (1), and moves it to the
+/// dead-letter queue. Its delete is then refused, and reported naming the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_the_queue_refuses_is_reported_for_its_message() {
+    let logs = captured();
+    let client = client();
+    let (url, dead) = queue_with_dead_letters(&client, "refused-delete", 1).await;
+    send(&client, &url, &[0], None).await;
+    let handler = Bodies { slow: Some((0, Duration::from_secs(3))), ..Bodies::default() };
+    let options = options(&url).visibility_timeout(1).wait_time_seconds(1).visibility_heartbeat(false);
+    let pipeline = start(handler, options).await;
+    wait_for(&pipeline, 15, "id 0 handled", |b| b.handled().contains_key(&0)).await;
+    let report = pipeline.stop().await;
+    assert!(report.graceful, "{report:?}");
+
+    let seen = pipeline.handler().seen.lock().unwrap()[0].clone();
+    let message_id = seen.metadata.get("message_id").and_then(MetadataValue::as_str).unwrap().to_owned();
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = logs.lines().find(|line| line.contains(&message_id)).unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains("could not delete a message") && line.contains("ReceiptHandleIsInvalid"), "{line}");
+    assert_eq!(take_all(&client, &dead).await, [0], "moved to the dead-letter queue");
+    delete(&client, &url).await;
+    delete(&client, &dead).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
