@@ -99,6 +99,10 @@ pub trait Op<In>: Clone + Send + 'static {
         }
     }
 
+    /// Folds what `items` give into `init` with `g` (a reducer's chunk).
+    #[doc(hidden)]
+    fn fold<A, G: FnMut(A, Self::Out) -> A>(&mut self, items: Vec<In>, init: A, g: &mut G) -> A;
+
     /// The operations of the chain, e.g. `flat_map → filter`, for errors.
     ///
     /// # Examples
@@ -160,6 +164,12 @@ pub trait Step<X>: Clone + Send + 'static {
     /// ```
     fn step<E: FnMut(Self::Out)>(&mut self, x: X, emit: &mut E);
 
+    /// Folds what one event gives into `acc` with `g`: [`step`](Self::step) for a
+    /// reducer, the state passed by value from call to call (no per-event `Option`, so the
+    /// whole chain can stay in registers).
+    #[doc(hidden)]
+    fn fold<A, G: FnMut(A, Self::Out) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A;
+
     /// Its name in error messages (the fluent call's name).
     ///
     /// # Examples
@@ -218,6 +228,10 @@ impl<T: Send + 'static> Op<T> for Identity<T> {
         items.into_iter().for_each(emit);
     }
 
+    fn fold<A, G: FnMut(A, T) -> A>(&mut self, items: Vec<T>, init: A, g: &mut G) -> A {
+        items.into_iter().fold(init, g)
+    }
+
     fn describe(&self) -> String {
         String::new()
     }
@@ -255,6 +269,11 @@ impl<In, O: Op<In>, S: Step<O::Out>> Op<In> for Then<O, S> {
     fn push_all<E: FnMut(S::Out)>(&mut self, items: Vec<In>, emit: &mut E) {
         let step = &mut self.step;
         self.inner.push_all(items, &mut |x| step.step(x, emit));
+    }
+
+    fn fold<A, G: FnMut(A, S::Out) -> A>(&mut self, items: Vec<In>, init: A, g: &mut G) -> A {
+        let step = &mut self.step;
+        self.inner.fold(items, init, &mut |acc, x| step.fold(x, acc, g))
     }
 
     fn describe(&self) -> String {
@@ -311,6 +330,10 @@ where
         (self.f)(items).into_iter().for_each(emit);
     }
 
+    fn fold<A, G: FnMut(A, I::Item) -> A>(&mut self, items: Vec<T>, init: A, g: &mut G) -> A {
+        (self.f)(items).into_iter().fold(init, g)
+    }
+
     fn describe(&self) -> String {
         "map_batch".to_string()
     }
@@ -342,6 +365,10 @@ where
 
     fn step<E: FnMut(U)>(&mut self, x: X, emit: &mut E) {
         emit((self.0)(x));
+    }
+
+    fn fold<A, G: FnMut(A, U) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
+        g(acc, (self.0)(x))
     }
 
     fn name(&self) -> &'static str {
@@ -381,6 +408,14 @@ where
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
         if (self.keep)(&x) == self.when {
             emit(x);
+        }
+    }
+
+    fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
+        if (self.keep)(&x) == self.when {
+            g(acc, x)
+        } else {
+            acc
         }
     }
 
@@ -424,6 +459,13 @@ where
         }
     }
 
+    fn fold<A, G: FnMut(A, U) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
+        match (self.0)(x) {
+            Some(y) => g(acc, y),
+            None => acc,
+        }
+    }
+
     fn name(&self) -> &'static str {
         "filter_map"
     }
@@ -457,6 +499,10 @@ where
 
     fn step<E: FnMut(I::Item)>(&mut self, x: X, emit: &mut E) {
         (self.0)(x).into_iter().for_each(emit);
+    }
+
+    fn fold<A, G: FnMut(A, I::Item) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
+        (self.0)(x).into_iter().fold(acc, g)
     }
 
     fn name(&self) -> &'static str {
@@ -499,6 +545,11 @@ where
         emit(x);
     }
 
+    fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
+        (self.0)(&x);
+        g(acc, x)
+    }
+
     fn name(&self) -> &'static str {
         "inspect"
     }
@@ -532,6 +583,10 @@ where
 
     fn step<E: FnMut((K, W))>(&mut self, (k, v): (K, V), emit: &mut E) {
         emit((k, (self.0)(v)));
+    }
+
+    fn fold<A, G: FnMut(A, (K, W)) -> A>(&mut self, (k, v): (K, V), acc: A, g: &mut G) -> A {
+        g(acc, (k, (self.0)(v)))
     }
 
     fn name(&self) -> &'static str {
@@ -575,6 +630,14 @@ where
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
         if self.seen.insert((self.key)(&x)) {
             emit(x);
+        }
+    }
+
+    fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
+        if self.seen.insert((self.key)(&x)) {
+            g(acc, x)
+        } else {
+            acc
         }
     }
 

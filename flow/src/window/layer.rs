@@ -91,17 +91,19 @@ impl<X: Send + 'static, A: Send + 'static, R: ReduceFn<X, A, U>, U: Send + 'stat
     }
 
     /// Folds a chunk of events that need no per-event decision: one open window, no
-    /// trigger counting events. The state stays in a local for the whole chunk.
+    /// trigger counting events. The state goes by value through the chain's fold (no
+    /// `Option` per event), as in a sequential `fold`.
     fn fold_all<In, O: Op<In, Out = X>>(&mut self, op: &mut O, events: Vec<In>, out: &mut Vec<U>) {
         let Some(open) = self.open.front_mut() else { return };
+        // Only a reducer that panicked leaves no state; the stage has failed then.
+        let Some(acc) = open.acc.take() else { return };
         let reducer = &mut self.reducer;
-        let mut acc = open.acc.take();
         let mut count = 0;
-        op.push_all(events, &mut |x| {
+        let acc = op.fold(events, acc, &mut |acc, x| {
             count += 1;
-            acc = acc.take().map(|acc| reducer.reduce(x, acc, out));
+            reducer.reduce(x, acc, out)
         });
-        open.acc = acc;
+        open.acc = Some(acc);
         open.events += count;
     }
 
