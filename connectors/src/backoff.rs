@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::error::Error;
-
 /// How long a source waits before reconnecting, after `n` failed attempts in a row
 /// (Broadway's `backoff_type`, `backoff_min`, `backoff_max`).
 ///
@@ -58,10 +56,11 @@ impl Backoff {
     }
 
     /// Checks `0 < min <= max`, naming `option` in the error.
-    pub(crate) fn validate(&self, option: &'static str) -> Result<(), Error> {
+    #[cfg(any(feature = "rabbitmq", feature = "sqs", feature = "kafka"))]
+    pub(crate) fn validate(&self, option: &'static str) -> Result<(), crate::error::Error> {
         if self.min.is_zero() || self.min > self.max {
             let value = format!("{:?}..{:?}", self.min, self.max);
-            return Err(Error::invalid(option, value, "must have 0 < min <= max"));
+            return Err(crate::error::Error::invalid(option, value, "must have 0 < min <= max"));
         }
         Ok(())
     }

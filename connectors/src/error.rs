@@ -53,6 +53,7 @@ impl Error {
     }
 
     /// Checks that each of `names` (metadata, attributes...) is one of `known`.
+    #[cfg(any(feature = "rabbitmq", feature = "sqs", feature = "kafka"))]
     pub(crate) fn check_names(option: &'static str, names: &[String], known: &[&str]) -> Result<(), Self> {
         match names.iter().find(|name| !known.contains(&name.as_str())) {
             Some(unknown) => Err(Error::invalid(

@@ -61,6 +61,8 @@
 //! # fn main() {}
 //! ```
 
+#[cfg(any(feature = "rabbitmq", feature = "sqs", feature = "kafka"))]
+mod ack_actions;
 mod backoff;
 mod error;
 #[cfg(feature = "kafka")]

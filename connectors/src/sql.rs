@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use weir_broadway::Message;
-
 use crate::error::Error;
 
 /// The type of a column.
@@ -294,6 +292,7 @@ impl Table {
     }
 
     /// The `ON CONFLICT` clause of an insert (empty for [`OnConflict::Fail`]).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn conflict_sql(&self) -> String {
         match self.on_conflict {
             OnConflict::Fail => String::new(),
@@ -314,12 +313,17 @@ impl Table {
         }
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn column_names(&self) -> String {
         self.columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ")
     }
 
     /// The rows of the messages that have not failed, checked against the columns.
-    pub(crate) fn rows<T: Row>(&self, messages: &[Message<T>]) -> Result<Vec<Vec<Value>>, Error> {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn rows<T: Row>(
+        &self,
+        messages: &[weir_broadway::Message<T>],
+    ) -> Result<Vec<Vec<Value>>, Error> {
         messages
             .iter()
             .filter(|m| !m.is_failed())
@@ -335,6 +339,7 @@ impl Table {
     /// `write_rows` check it too: rows given directly skip [`rows`](Self::rows), and a short
     /// row would otherwise index past its end (PostgreSQL's key merge) or leave its column
     /// arrays of unequal lengths (UNNEST pads them with NULLs: a misaligned row written).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn check_shape(&self, values: &[Value]) -> Result<(), Error> {
         if values.len() == self.columns.len() {
             Ok(())

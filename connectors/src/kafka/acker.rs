@@ -7,6 +7,15 @@ use std::time::{Duration, Instant};
 
 use weir_broadway::{AckAction, AckData, AckOptions, Acknowledger, Failure};
 
+use crate::ack_actions::{self, Allowed};
+
+/// What `on_success` and `on_failure` may be for Kafka: the offset is committed either way.
+const COMMIT: Allowed = Allowed {
+    actions: &[AckAction::Ack],
+    rule: "must be Ack for Kafka: a failed message is committed like a successful one (re-route it in \
+           handle_failed)",
+};
+
 /// Wakes the consumer thread: fetched records, a partition queue turning non-empty, more
 /// demand, the last in-flight message of a partition given up, a stop.
 #[derive(Default)]
@@ -193,25 +202,7 @@ impl Acknowledger for PartitionAcker {
     }
 
     fn configure(&self, data: &mut AckData, options: AckOptions) -> Result<(), weir_broadway::Error> {
-        let check = |option: &'static str, action: AckAction| match action {
-            AckAction::Ack => Ok(()),
-            other => Err(weir_broadway::Error::InvalidOption {
-                option,
-                value: format!("{other:?}"),
-                rule: "must be Ack for Kafka: a failed message is committed like a successful one \
-                       (re-route it in handle_failed)"
-                    .into(),
-            }),
-        };
-        if let Some(action) = options.on_success {
-            check("on_success", action)?;
-        }
-        if let Some(action) = options.on_failure {
-            check("on_failure", action)?;
-        }
-        data.on_success = options.on_success.or(data.on_success);
-        data.on_failure = options.on_failure.or(data.on_failure);
-        Ok(())
+        ack_actions::configure(data, options, &COMMIT, &COMMIT)
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use weir_broadway::{AckAction, AckData, AckOptions, Acknowledger, Failure};
 
-use crate::error::Error;
+use crate::ack_actions::{self, Allowed};
 
 /// What the ack task sends to the broker, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,23 +29,16 @@ pub(crate) struct ChannelAcker {
     commands: mpsc::UnboundedSender<Vec<Command>>,
 }
 
-fn supported(option: &'static str, action: AckAction) -> Result<AckAction, Error> {
-    match action {
-        AckAction::Ack
-        | AckAction::Reject
-        | AckAction::RejectAndRequeue
-        | AckAction::RejectAndRequeueOnce => Ok(action),
-        other => Err(Error::invalid(
-            option,
-            format!("{other:?}"),
-            "must be Ack, Reject, RejectAndRequeue or RejectAndRequeueOnce for RabbitMQ",
-        )),
-    }
-}
-
-pub(crate) fn check_action(option: &'static str, action: AckAction) -> Result<(), Error> {
-    supported(option, action).map(drop)
-}
+/// What `on_success` and `on_failure` may be for RabbitMQ.
+pub(crate) const ACTIONS: Allowed = Allowed {
+    actions: &[
+        AckAction::Ack,
+        AckAction::Reject,
+        AckAction::RejectAndRequeue,
+        AckAction::RejectAndRequeueOnce,
+    ],
+    rule: "must be Ack, Reject, RejectAndRequeue or RejectAndRequeueOnce for RabbitMQ",
+};
 
 impl ChannelAcker {
     /// An acknowledger for `channel`, and its task, which sends the acknowledgements and
@@ -152,23 +145,7 @@ impl Acknowledger for ChannelAcker {
     }
 
     fn configure(&self, data: &mut AckData, options: AckOptions) -> Result<(), weir_broadway::Error> {
-        let invalid = |e: Error| match e {
-            Error::InvalidOption { option, value, rule } => {
-                weir_broadway::Error::InvalidOption { option, value, rule }
-            }
-            other => weir_broadway::Error::InvalidOption {
-                option: "ack",
-                value: other.to_string(),
-                rule: String::new(),
-            },
-        };
-        if let Some(action) = options.on_success {
-            data.on_success = Some(supported("on_success", action).map_err(invalid)?);
-        }
-        if let Some(action) = options.on_failure {
-            data.on_failure = Some(supported("on_failure", action).map_err(invalid)?);
-        }
-        Ok(())
+        ack_actions::configure(data, options, &ACTIONS, &ACTIONS)
     }
 }
 

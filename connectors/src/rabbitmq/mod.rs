@@ -24,7 +24,7 @@ use weir_broadway::{
 
 use crate::backoff::Backoff;
 use crate::error::Error;
-use acker::{check_action, ChannelAcker};
+use acker::{ChannelAcker, ACTIONS};
 
 /// The metadata a producer can copy into messages.
 pub const METADATA: &[&str] = &[
@@ -187,8 +187,8 @@ impl RabbitMqOptions {
         if self.prefetch_count == 0 {
             return Err(Error::invalid("rabbitmq.prefetch_count", 0, "must be greater than 0"));
         }
-        check_action("rabbitmq.on_success", self.on_success)?;
-        check_action("rabbitmq.on_failure", self.on_failure)?;
+        ACTIONS.check("rabbitmq.on_success", self.on_success)?;
+        ACTIONS.check("rabbitmq.on_failure", self.on_failure)?;
         Error::check_names("rabbitmq.metadata", &self.metadata, METADATA)?;
         self.backoff.validate("rabbitmq.backoff")
     }

@@ -16,12 +16,16 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weir_broadway::{AckAction, AckData, AckOptions, Acknowledger, Failure};
 
-use crate::error::Error;
+use crate::ack_actions::{self, Allowed};
 
 /// What `on_success` may be for SQS.
-pub(super) const ON_SUCCESS: &[AckAction] = &[AckAction::Ack, AckAction::Noop];
+pub(super) const ON_SUCCESS: Allowed =
+    Allowed { actions: &[AckAction::Ack, AckAction::Noop], rule: "must be one of Ack, Noop for SQS" };
 /// What `on_failure` may be for SQS.
-pub(super) const ON_FAILURE: &[AckAction] = &[AckAction::Noop, AckAction::Ack, AckAction::RejectAndRequeue];
+pub(super) const ON_FAILURE: Allowed = Allowed {
+    actions: &[AckAction::Noop, AckAction::Ack, AckAction::RejectAndRequeue],
+    rule: "must be one of Noop, Ack, RejectAndRequeue for SQS",
+};
 
 /// Entries per batch request (SQS's limit).
 const BATCH: usize = 10;
@@ -29,18 +33,6 @@ const BATCH: usize = 10;
 const REQUESTS_IN_FLIGHT: usize = 8;
 /// Tries of a batch request that failed as a whole (not entry by entry).
 const TRIES: u32 = 3;
-
-pub(super) fn check_action(
-    option: &'static str,
-    action: AckAction,
-    allowed: &[AckAction],
-) -> Result<(), Error> {
-    if allowed.contains(&action) {
-        return Ok(());
-    }
-    let names: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
-    Err(Error::invalid(option, format!("{action:?}"), format!("must be one of {} for SQS", names.join(", "))))
-}
 
 /// A received message still in the pipeline.
 struct Lease {
@@ -146,27 +138,7 @@ impl Acknowledger for SqsAcker {
     }
 
     fn configure(&self, data: &mut AckData, options: AckOptions) -> Result<(), weir_broadway::Error> {
-        let check = |option, action, allowed| {
-            check_action(option, action, allowed).map_err(|e| match e {
-                Error::InvalidOption { option, value, rule } => {
-                    weir_broadway::Error::InvalidOption { option, value, rule }
-                }
-                other => weir_broadway::Error::InvalidOption {
-                    option,
-                    value: other.to_string(),
-                    rule: String::new(),
-                },
-            })
-        };
-        if let Some(action) = options.on_success {
-            check("on_success", action, ON_SUCCESS)?;
-            data.on_success = Some(action);
-        }
-        if let Some(action) = options.on_failure {
-            check("on_failure", action, ON_FAILURE)?;
-            data.on_failure = Some(action);
-        }
-        Ok(())
+        ack_actions::configure(data, options, &ON_SUCCESS, &ON_FAILURE)
     }
 }
 

@@ -347,8 +347,8 @@ impl SqsOptions {
         if self.receives_in_flight == 0 {
             return Err(Error::invalid("sqs.receives_in_flight", 0, "must be greater than 0"));
         }
-        acker::check_action("sqs.on_success", self.on_success, acker::ON_SUCCESS)?;
-        acker::check_action("sqs.on_failure", self.on_failure, acker::ON_FAILURE)?;
+        acker::ON_SUCCESS.check("sqs.on_success", self.on_success)?;
+        acker::ON_FAILURE.check("sqs.on_failure", self.on_failure)?;
         self.backoff.validate("sqs.backoff")
     }
 }
