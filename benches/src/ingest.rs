@@ -72,3 +72,20 @@ pub fn median_line(messages: u64, weir: &[Duration], hand: &[Duration]) -> Strin
     let (w, h) = (rate(median(weir)), rate(median(hand)));
     format!("weir {w:.0} msg/s  hand-written {h:.0} msg/s  ratio {:.2}x", w / h)
 }
+
+/// Runs `f`; returns what it returned and the CPU time of this process meanwhile.
+pub fn with_cpu<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let before = process_cpu();
+    let out = f();
+    (out, process_cpu().saturating_sub(before))
+}
+
+/// One run's figures: the time, the rate of `messages` per second, this process's CPU time.
+pub fn run_figures(messages: u64, elapsed: Duration, cpu: Duration) -> String {
+    format!(
+        "{:>8.1} ms  {:>8.0} msg/s  cpu of this process {:>7.1} ms",
+        elapsed.as_secs_f64() * 1e3,
+        messages as f64 / elapsed.as_secs_f64(),
+        cpu.as_secs_f64() * 1e3
+    )
+}

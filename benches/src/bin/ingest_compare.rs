@@ -33,7 +33,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio_stream::StreamExt;
 use weir_benches::flow_harness::exit_code;
 use weir_benches::flow_shapes::{runtime, Args};
-use weir_benches::ingest::{database_url, median_line, orders_table, parse, payload, process_cpu, Order};
+use weir_benches::ingest::{
+    database_url, median_line, orders_table, parse, payload, run_figures, with_cpu, Order,
+};
 use weir_broadway::{
     BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
     ProducerOptions,
@@ -198,19 +200,12 @@ fn run() -> Result<bool, String> {
     for run in 1..=runs {
         for (i, label) in ["weir", "hand-written"].into_iter().enumerate() {
             runtime.block_on(fresh_queue(n)).map_err(|e| format!("publishing: {e}"))?;
-            let cpu_before = process_cpu();
-            let elapsed = match i {
+            let (elapsed, cpu) = with_cpu(|| match i {
                 0 => runtime.block_on(weir(n)),
                 _ => runtime.block_on(hand(n)),
-            }
-            .map_err(|e| format!("{label}: {e}"))?;
-            let cpu = process_cpu().saturating_sub(cpu_before);
-            println!(
-                "run {run}  {label:<13} {:>8.1} ms  {:>8.0} msg/s  cpu of this process {:>7.1} ms",
-                elapsed.as_secs_f64() * 1e3,
-                n as f64 / elapsed.as_secs_f64(),
-                cpu.as_secs_f64() * 1e3
-            );
+            });
+            let elapsed = elapsed.map_err(|e| format!("{label}: {e}"))?;
+            println!("run {run}  {label:<13} {}", run_figures(n, elapsed, cpu));
             times[i].push(elapsed);
         }
     }

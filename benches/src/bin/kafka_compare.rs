@@ -42,7 +42,9 @@ use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use tokio_stream::StreamExt;
 use weir_benches::flow_harness::exit_code;
 use weir_benches::flow_shapes::{runtime, Args};
-use weir_benches::ingest::{database_url, median_line, orders_table, parse, payload, process_cpu, Order};
+use weir_benches::ingest::{
+    database_url, median_line, orders_table, parse, payload, run_figures, with_cpu, Order,
+};
 use weir_broadway::{
     BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
     ProducerOptions,
@@ -307,19 +309,15 @@ fn run() -> Result<bool, String> {
                     partitions,
                     sink: *sink,
                 };
-                let cpu_before = process_cpu();
-                let elapsed = match i {
+                let (elapsed, cpu) = with_cpu(|| match i {
                     0 => runtime.block_on(weir(&spec, processors)),
                     _ => runtime.block_on(hand(&spec)),
-                }
-                .map_err(|e| format!("{label} ({}): {e}", sink.label()))?;
-                let cpu = process_cpu().saturating_sub(cpu_before);
+                });
+                let elapsed = elapsed.map_err(|e| format!("{label} ({}): {e}", sink.label()))?;
                 println!(
-                    "run {run}  {:<8} {label:<13} {:>8.1} ms  {:>8.0} msg/s  cpu of this process {:>7.1} ms",
+                    "run {run}  {:<8} {label:<13} {}",
                     sink.label(),
-                    elapsed.as_secs_f64() * 1e3,
-                    messages as f64 / elapsed.as_secs_f64(),
-                    cpu.as_secs_f64() * 1e3
+                    run_figures(messages, elapsed, cpu)
                 );
                 times.entry((sink.label(), i)).or_default().push(elapsed);
             }

@@ -28,7 +28,7 @@ use aws_sdk_sqs::Client;
 use futures::StreamExt;
 use weir_benches::flow_harness::exit_code;
 use weir_benches::flow_shapes::{runtime, Args};
-use weir_benches::ingest::{median_line, parse, payload, process_cpu, Order};
+use weir_benches::ingest::{median_line, parse, payload, run_figures, with_cpu, Order};
 use weir_broadway::{
     BatchHandler, BatchInfo, BatcherOptions, BoxError, Handler, Message, Pipeline, ProcessorOptions,
     ProducerOptions,
@@ -235,24 +235,16 @@ fn run() -> Result<bool, String> {
     for run in 1..=runs {
         for (i, label) in ["weir", "hand-written"].into_iter().enumerate() {
             let url = runtime.block_on(fresh_queue(&client, n)).map_err(|e| format!("sending: {e}"))?;
-            let cpu_before = process_cpu();
-            let (elapsed, duplicates) = match i {
+            let (result, cpu) = with_cpu(|| match i {
                 0 => runtime.block_on(weir(&url, n)),
                 _ => runtime.block_on(hand(&client, &url, n)),
-            }
-            .map_err(|e| format!("{label}: {e}"))?;
-            let cpu = process_cpu().saturating_sub(cpu_before);
+            });
+            let (elapsed, duplicates) = result.map_err(|e| format!("{label}: {e}"))?;
             let left = runtime.block_on(left_in_queue(&client, &url)).map_err(|e| e.to_string())?;
             if left != (0, 0) {
                 return Err(format!("{label}: (visible, in flight) = {left:?} left in the queue"));
             }
-            println!(
-                "run {run}  {label:<13} {:>8.1} ms  {:>8.0} msg/s  cpu of this process {:>7.1} ms  \
-                 received twice {duplicates}",
-                elapsed.as_secs_f64() * 1e3,
-                n as f64 / elapsed.as_secs_f64(),
-                cpu.as_secs_f64() * 1e3
-            );
+            println!("run {run}  {label:<13} {}  received twice {duplicates}", run_figures(n, elapsed, cpu));
             times[i].push(elapsed);
         }
     }
