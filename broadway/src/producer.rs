@@ -64,6 +64,31 @@ pub trait Producer: Send + 'static {
     /// handled in the order produced (a Kafka partition). Then, unless `partition_by` says
     /// otherwise, processors and batch processors are partitioned by group: each group's
     /// messages go through one processor and one batch processor, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_broadway::{AckData, BoxError, Message, NoopAcknowledger, Producer, ProducerContext};
+    ///
+    /// /// Offsets of two partitions, interleaved; each partition's order must hold.
+    /// struct Partitions { next: u64 }
+    ///
+    /// impl Producer for Partitions {
+    ///     type Event = Message<u64>;
+    ///     type Info = ();
+    ///     const ORDERED_BY_GROUP: bool = true;
+    ///
+    ///     async fn handle_demand(&mut self, demand: usize, _: &mut ProducerContext<'_, ()>) -> Result<Vec<Message<u64>>, BoxError> {
+    ///         let first = self.next;
+    ///         self.next += demand as u64;
+    ///         Ok((first..self.next)
+    ///             .map(|n| Message::new(n, NoopAcknowledger::new(), AckData::new(n / 2).with_group(n % 2)))
+    ///             .collect())
+    ///     }
+    /// }
+    /// assert!(Partitions::ORDERED_BY_GROUP);
+    /// # let _ = Partitions { next: 0 };
+    /// ```
     const ORDERED_BY_GROUP: bool = false;
 
     /// The pipeline asks for `demand` more events.

@@ -56,6 +56,16 @@ use crate::error::Error;
 pub use aws_sdk_sqs::Client;
 
 /// The message system attributes a producer can request (SQS's names).
+///
+/// # Examples
+///
+/// ```
+/// use weir_connectors::sqs::{SqsOptions, ATTRIBUTES};
+///
+/// assert!(ATTRIBUTES.contains(&"SentTimestamp"));
+/// let options = SqsOptions::new("http://127.0.0.1:9324/000000000000/q").attribute_names(["SenderId"]);
+/// assert!(options.validate().is_ok());
+/// ```
 pub const ATTRIBUTES: &[&str] = &[
     "All",
     "ApproximateFirstReceiveTimestamp",
