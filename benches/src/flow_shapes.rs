@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
-use weir_flow::{Flow, Partition};
+use weir_flow::{emit, Flow, Partition};
 
 use crate::corpus::{write_events_file, write_words_file, Event};
 
@@ -297,7 +297,8 @@ pub async fn sum_even_squares_flow(n: u64) -> Result<u64, weir_flow::Error> {
     let sums: Vec<u64> = Flow::from_enumerable(0..n)
         .filter(is_even)
         .map(square)
-        .reduce(|| Some(0u64), |x, sum: Option<u64>| sum.map(|s| s.wrapping_add(x)))
+        .reduce(|| 0u64, u64::wrapping_add)
+        .emit(emit::State)
         .collect()
         .await?;
     Ok(sums.into_iter().fold(0, u64::wrapping_add))
@@ -314,7 +315,8 @@ pub async fn sum_even_squares_flow_sources(n: u64, parts: u64) -> Result<u64, we
     let sums: Vec<u64> = Flow::from_enumerables(ranges)
         .filter(is_even)
         .map(square)
-        .reduce(|| Some(0u64), |x, sum: Option<u64>| sum.map(|s| s.wrapping_add(x)))
+        .reduce(|| 0u64, u64::wrapping_add)
+        .emit(emit::State)
         .collect()
         .await?;
     Ok(sums.into_iter().fold(0, u64::wrapping_add))

@@ -16,7 +16,9 @@ use weir_core::{
 };
 
 use crate::error::Error;
-use crate::op::{Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapBatch, MapValues, Op, Then, UniqBy};
+use crate::op::{
+    Filter, FilterMap, FlatMap, Identity, Inspect, Map, MapBatch, MapValues, Op, Reject, Then, UniqBy,
+};
 use crate::partition::{IntoRoute, Partition, Route};
 use crate::reduce::{Emitting, GroupBy, GroupByKey, Plain};
 use crate::reduced::{Reduced, Windowed};
@@ -424,7 +426,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     where
         F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
     {
-        self.with(|inner| Then { inner, step: Filter { keep, when: true } })
+        self.with(|inner| Then { inner, step: Filter(keep) })
     }
 
     /// Drops the events `drop` accepts.
@@ -440,11 +442,11 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// assert_eq!(small, vec![0, 1]);
     /// # Ok(()) }
     /// ```
-    pub fn reject<F>(self, drop: F) -> Flow<T, Then<O, Filter<F>>>
+    pub fn reject<F>(self, drop: F) -> Flow<T, Then<O, Reject<F>>>
     where
         F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
     {
-        self.with(|inner| Then { inner, step: Filter { keep: drop, when: false } })
+        self.with(|inner| Then { inner, step: Reject(drop) })
     }
 
     /// Maps and keeps the `Some`s.

@@ -376,7 +376,7 @@ where
     }
 }
 
-/// Built by [`Flow::filter`](crate::Flow::filter) and [`Flow::reject`](crate::Flow::reject).
+/// Built by [`Flow::filter`](crate::Flow::filter).
 ///
 /// # Examples
 ///
@@ -387,16 +387,11 @@ where
 /// use weir_flow::Flow;
 ///
 /// let small: Flow<u8, Then<Identity<u8>, Filter<_>>> = Flow::from_enumerable(0..6u8).stages(1).filter(|x| *x < 2);
-/// let large: Flow<u8, Then<Identity<u8>, Filter<_>>> = Flow::from_enumerable(0..6u8).stages(1).reject(|x| *x < 4);
 /// assert_eq!(small.collect::<Vec<_>>().await?, vec![0, 1]);
-/// assert_eq!(large.collect::<Vec<_>>().await?, vec![4, 5]);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct Filter<F> {
-    pub(crate) keep: F,
-    pub(crate) when: bool,
-}
+pub struct Filter<F>(pub(crate) F);
 
 impl<X, F> Step<X> for Filter<F>
 where
@@ -406,13 +401,13 @@ where
     type Out = X;
 
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
-        if (self.keep)(&x) == self.when {
+        if (self.0)(&x) {
             emit(x);
         }
     }
 
     fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
-        if (self.keep)(&x) == self.when {
+        if (self.0)(&x) {
             g(acc, x)
         } else {
             acc
@@ -420,11 +415,51 @@ where
     }
 
     fn name(&self) -> &'static str {
-        if self.when {
-            "filter"
-        } else {
-            "reject"
+        "filter"
+    }
+}
+
+/// Built by [`Flow::reject`](crate::Flow::reject): a type of its own rather than a flag on
+/// [`Filter`], so the test compiles to a plain branch in the fused loop.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), weir_flow::Error> {
+/// use weir_flow::op::{Identity, Reject, Then};
+/// use weir_flow::Flow;
+///
+/// let large: Flow<u8, Then<Identity<u8>, Reject<_>>> = Flow::from_enumerable(0..6u8).stages(1).reject(|x| *x < 4);
+/// assert_eq!(large.collect::<Vec<_>>().await?, vec![4, 5]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Reject<F>(pub(crate) F);
+
+impl<X, F> Step<X> for Reject<F>
+where
+    X: Send + 'static,
+    F: FnMut(&X) -> bool + Clone + Send + 'static,
+{
+    type Out = X;
+
+    fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
+        if !(self.0)(&x) {
+            emit(x);
         }
+    }
+
+    fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
+        if (self.0)(&x) {
+            acc
+        } else {
+            g(acc, x)
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "reject"
     }
 }
 

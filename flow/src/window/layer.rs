@@ -98,13 +98,17 @@ impl<X: Send + 'static, A: Send + 'static, R: ReduceFn<X, A, U>, U: Send + 'stat
         // Only a reducer that panicked leaves no state; the stage has failed then.
         let Some(acc) = open.acc.take() else { return };
         let reducer = &mut self.reducer;
-        let mut count = 0;
-        let acc = op.fold(events, acc, &mut |acc, x| {
-            count += 1;
-            reducer.reduce(x, acc, out)
-        });
+        // Only a periodic window needs its count (an empty one is not reported); counting
+        // costs a tight fold a quarter of its speed, so other windows skip it.
+        let acc = if matches!(self.kind, Kind::Periodic(_)) {
+            let (acc, count) =
+                op.fold(events, (acc, 0), &mut |(acc, count), x| (reducer.reduce(x, acc, out), count + 1));
+            open.events += count;
+            acc
+        } else {
+            op.fold(events, acc, &mut |acc, x| reducer.reduce(x, acc, out))
+        };
         open.acc = Some(acc);
-        open.events += count;
     }
 
     /// Puts one event in its window.
