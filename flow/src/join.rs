@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use crate::flow::{cores, Flow};
+use crate::flow::{cores, Flow, MaxDemand};
 use crate::op::Op;
 use crate::partition::{hash_index, Route};
 use crate::reduce::{OnTrigger, ReduceFn};
@@ -311,7 +311,8 @@ impl<U: Send + 'static> Flow<U> {
                 })
             })
         };
-        let max_demand = left.max_demand;
+        // A chosen max_demand of the left side applies to the partitions; else theirs.
+        let max_demand = if left.max_demand.given { left.max_demand } else { MaxDemand::PARTITION };
         let left = left.map(Side::Left).partition_by(route.clone(), stages, max_demand);
         let right = right.map(Side::Right).partition_by(route, stages, max_demand);
         let reducer = JoinReduce { left_key, right_key, join: join.clone() };

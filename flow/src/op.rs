@@ -93,6 +93,7 @@ pub trait Op<In>: Clone + Send + 'static {
     /// assert!(sizes.iter().all(|n| *n <= 2)); // chunks of at most half the demand
     /// # Ok(()) }
     /// ```
+    #[inline]
     fn push_all<E: FnMut(Self::Out)>(&mut self, items: Vec<In>, emit: &mut E) {
         for item in items {
             self.push(item, emit);
@@ -220,14 +221,17 @@ impl<T> Clone for Identity<T> {
 impl<T: Send + 'static> Op<T> for Identity<T> {
     type Out = T;
 
+    #[inline]
     fn push<E: FnMut(T)>(&mut self, item: T, emit: &mut E) {
         emit(item);
     }
 
+    #[inline]
     fn push_all<E: FnMut(T)>(&mut self, items: Vec<T>, emit: &mut E) {
         items.into_iter().for_each(emit);
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, T) -> A>(&mut self, items: Vec<T>, init: A, g: &mut G) -> A {
         items.into_iter().fold(init, g)
     }
@@ -261,16 +265,19 @@ pub struct Then<O, S> {
 impl<In, O: Op<In>, S: Step<O::Out>> Op<In> for Then<O, S> {
     type Out = S::Out;
 
+    #[inline]
     fn push<E: FnMut(S::Out)>(&mut self, item: In, emit: &mut E) {
         let step = &mut self.step;
         self.inner.push(item, &mut |x| step.step(x, emit));
     }
 
+    #[inline]
     fn push_all<E: FnMut(S::Out)>(&mut self, items: Vec<In>, emit: &mut E) {
         let step = &mut self.step;
         self.inner.push_all(items, &mut |x| step.step(x, emit));
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, S::Out) -> A>(&mut self, items: Vec<In>, init: A, g: &mut G) -> A {
         let step = &mut self.step;
         self.inner.fold(items, init, &mut |acc, x| step.fold(x, acc, g))
@@ -322,14 +329,17 @@ where
 {
     type Out = I::Item;
 
+    #[inline]
     fn push<E: FnMut(I::Item)>(&mut self, item: T, emit: &mut E) {
         self.push_all(vec![item], emit);
     }
 
+    #[inline]
     fn push_all<E: FnMut(I::Item)>(&mut self, items: Vec<T>, emit: &mut E) {
         (self.f)(items).into_iter().for_each(emit);
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, I::Item) -> A>(&mut self, items: Vec<T>, init: A, g: &mut G) -> A {
         (self.f)(items).into_iter().fold(init, g)
     }
@@ -363,10 +373,12 @@ where
 {
     type Out = U;
 
+    #[inline]
     fn step<E: FnMut(U)>(&mut self, x: X, emit: &mut E) {
         emit((self.0)(x));
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, U) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
         g(acc, (self.0)(x))
     }
@@ -400,12 +412,14 @@ where
 {
     type Out = X;
 
+    #[inline]
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
         if (self.0)(&x) {
             emit(x);
         }
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
         if (self.0)(&x) {
             g(acc, x)
@@ -444,12 +458,14 @@ where
 {
     type Out = X;
 
+    #[inline]
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
         if !(self.0)(&x) {
             emit(x);
         }
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
         if (self.0)(&x) {
             acc
@@ -488,12 +504,14 @@ where
 {
     type Out = U;
 
+    #[inline]
     fn step<E: FnMut(U)>(&mut self, x: X, emit: &mut E) {
         if let Some(y) = (self.0)(x) {
             emit(y);
         }
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, U) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
         match (self.0)(x) {
             Some(y) => g(acc, y),
@@ -532,10 +550,12 @@ where
 {
     type Out = I::Item;
 
+    #[inline]
     fn step<E: FnMut(I::Item)>(&mut self, x: X, emit: &mut E) {
         (self.0)(x).into_iter().for_each(emit);
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, I::Item) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
         (self.0)(x).into_iter().fold(acc, g)
     }
@@ -575,11 +595,13 @@ where
 {
     type Out = X;
 
+    #[inline]
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
         (self.0)(&x);
         emit(x);
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
         (self.0)(&x);
         g(acc, x)
@@ -616,10 +638,12 @@ where
 {
     type Out = (K, W);
 
+    #[inline]
     fn step<E: FnMut((K, W))>(&mut self, (k, v): (K, V), emit: &mut E) {
         emit((k, (self.0)(v)));
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, (K, W)) -> A>(&mut self, (k, v): (K, V), acc: A, g: &mut G) -> A {
         g(acc, (k, (self.0)(v)))
     }
@@ -662,12 +686,14 @@ where
 {
     type Out = X;
 
+    #[inline]
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
         if self.seen.insert((self.key)(&x)) {
             emit(x);
         }
     }
 
+    #[inline]
     fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
         if self.seen.insert((self.key)(&x)) {
             g(acc, x)

@@ -192,7 +192,9 @@ impl<T, R> Partition<T, R> {
         self
     }
 
-    /// The `max_demand` of the new layer's stages (default 1000).
+    /// The `max_demand` of the new layer's stages (default 10,000: ten times a source's, as
+    /// every upstream stage feeds each of them and a `flat_map` multiplies events; memory
+    /// stays bounded by it).
     ///
     /// # Examples
     ///

@@ -88,6 +88,7 @@ impl<X, A, U, F> ReduceFn<X, A, U> for Plain<F>
 where
     F: FnMut(X, A) -> A + Clone + Send + 'static,
 {
+    #[inline]
     fn reduce(&mut self, x: X, acc: A, _: &mut Vec<U>) -> A {
         (self.0)(x, acc)
     }
@@ -118,6 +119,7 @@ where
     F: FnMut(X, A) -> (I, A) + Clone + Send + 'static,
     I: IntoIterator<Item = U>,
 {
+    #[inline]
     fn reduce(&mut self, x: X, acc: A, out: &mut Vec<U>) -> A {
         let (events, acc) = (self.0)(x, acc);
         out.extend(events);
@@ -493,6 +495,7 @@ where
     K: Hash + Eq + Send + 'static,
     F: FnMut(&X) -> K + Clone + Send + 'static,
 {
+    #[inline]
     fn reduce(&mut self, x: X, mut groups: HashMap<K, Vec<X>>, _: &mut Vec<U>) -> HashMap<K, Vec<X>> {
         groups.entry((self.0)(&x)).or_default().push(x);
         groups
@@ -539,6 +542,7 @@ where
     K: Hash + Eq + Send + 'static,
     V: Send + 'static,
 {
+    #[inline]
     fn reduce(
         &mut self,
         (key, value): (K, V),

@@ -80,7 +80,7 @@ impl<T, L: Layer<T>> SourceStage<T, L> {
         SourceStage {
             source,
             preferred,
-            batch: layer.pull_size(batch).max(1),
+            batch: batch.max(1),
             layer,
             pending: 0,
             continuing: false,
