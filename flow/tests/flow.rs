@@ -105,6 +105,26 @@ async fn reduce_without_partition_reduces_per_stage() -> Result<(), Error> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_reducing_layer_pulls_large_batches_unless_max_demand_is_chosen() -> Result<(), Error> {
+    // `map_batch` sees each batch a stage pulls from the iterator.
+    let batches = |flow: Flow<u32>| {
+        flow.stages(1)
+            .map_batch(|chunk: Vec<u32>| vec![chunk.len()])
+            .reduce(Vec::new, |n, mut sizes: Vec<usize>| {
+                sizes.push(n);
+                sizes
+            })
+            .emit(weir_flow::emit::State)
+            .collect::<Vec<Vec<usize>>>()
+    };
+    // By default a reducing layer pulls at least 4096 items at a time (it emits per window).
+    assert_eq!(batches(Flow::from_enumerable(0..10_000u32)).await?, vec![vec![4096, 4096, 1808]]);
+    // A chosen max_demand is kept to: coarse items (say, large text chunks) spread over stages.
+    assert_eq!(batches(Flow::from_enumerable(0..10u32).max_demand(4)).await?, vec![vec![2, 2, 2, 2, 2]]);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_sources_are_read_in_parallel_and_all_consumed() -> Result<(), Error> {
     let got: Vec<u32> =
