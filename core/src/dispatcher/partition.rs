@@ -49,6 +49,26 @@ struct Partition<T> {
     queue: VecDeque<T>,
 }
 
+impl<T: Send + 'static> Partition<T> {
+    /// Sends `batch` (within demand); a consumer gone leaves it at the queue's front.
+    fn send(&mut self, batch: Vec<T>) {
+        let n = batch.len();
+        let sent = match &self.consumer {
+            Some(consumer) => consumer.send(batch),
+            None => Err(batch),
+        };
+        match sent {
+            Ok(()) => self.demand -= n,
+            Err(back) => {
+                self.demand = 0;
+                for e in back.into_iter().rev() {
+                    self.queue.push_front(e);
+                }
+            }
+        }
+    }
+}
+
 impl<T: Send + 'static> PartitionDispatcher<T> {
     /// `partitions` partitions `0..partitions`, routed by `hash`, which returns the partition index.
     ///
@@ -145,25 +165,33 @@ impl<T: Send + 'static> PartitionDispatcher<T> {
     }
 
     /// Sends queued events of partition `p` as far as its demand allows.
+    /// Sends partition `p`'s routed events, queueing what it has no demand for. With
+    /// nothing queued before them (the usual case) the routed `Vec` itself goes out, so an
+    /// event is not copied through the queue.
+    fn offer(&mut self, p: usize) {
+        let part = &mut self.partitions[p];
+        let routed = &mut self.routed[p];
+        if !part.queue.is_empty() || part.demand == 0 {
+            part.queue.extend(routed.drain(..));
+            self.flush(p);
+            return;
+        }
+        let n = part.demand.min(routed.len());
+        let rest = routed.split_off(n);
+        // The next chunk is likely as large: keep the capacity with the routed buffer.
+        let batch = std::mem::replace(routed, Vec::with_capacity(n));
+        part.queue.extend(rest);
+        part.send(batch);
+    }
+
     fn flush(&mut self, p: usize) {
         let part = &mut self.partitions[p];
-        let Some(consumer) = &part.consumer else {
-            return;
-        };
         let n = part.demand.min(part.queue.len());
         if n == 0 {
             return;
         }
         let batch: Vec<T> = part.queue.drain(..n).collect();
-        match consumer.send(batch) {
-            Ok(()) => part.demand -= n,
-            Err(back) => {
-                part.demand = 0;
-                for e in back.into_iter().rev() {
-                    part.queue.push_front(e);
-                }
-            }
-        }
+        part.send(batch);
     }
 }
 
@@ -224,12 +252,9 @@ impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
             }
         }
         for p in 0..partitions {
-            if self.routed[p].is_empty() {
-                continue;
+            if !self.routed[p].is_empty() {
+                self.offer(p);
             }
-            let routed = std::mem::take(&mut self.routed[p]);
-            self.partitions[p].queue.extend(routed);
-            self.flush(p);
         }
         0
     }
@@ -250,6 +275,31 @@ mod tests {
 
     fn parity() -> PartitionDispatcher<u64> {
         PartitionDispatcher::new(2, |e: u64| Some((e, (e % 2) as usize))).unwrap()
+    }
+
+    #[test]
+    fn routed_events_beyond_a_partitions_demand_wait_in_order() {
+        let mut d = parity();
+        let (even, re) = downstream::<u64>(Some(0.into()), None);
+        let (odd, ro) = downstream::<u64>(Some(1.into()), None);
+        let (ie, io) = (even.id(), odd.id());
+        d.subscribe(even).unwrap();
+        d.subscribe(odd).unwrap();
+        d.ask(ie, 1);
+        d.ask(io, 7);
+        let mut events: Vec<u64> = (0..8).collect();
+        d.dispatch(&mut events);
+        assert!(events.is_empty());
+        assert_eq!(received(&re), vec![0]);
+        assert_eq!(received(&ro), vec![1, 3, 5, 7]);
+        assert_eq!(d.buffered(), 3);
+        d.ask(ie, 2);
+        assert_eq!(received(&re), vec![0, 2, 4]);
+        let mut more: Vec<u64> = vec![8];
+        d.ask(ie, 5);
+        d.dispatch(&mut more);
+        assert_eq!(received(&re), vec![0, 2, 4, 6, 8], "queued events go before newly routed ones");
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]
