@@ -118,7 +118,7 @@ impl Input {
             rayon::current_num_threads(),
             options.runs,
             options.variants.join(", "),
-            options.partition_demand.map_or_else(|| "default (1000)".to_owned(), |d| d.to_string())
+            options.partition_demand.map_or_else(|| "default (10,000)".to_owned(), |d| d.to_string())
         );
         let hwm_loaded = status_kib("VmHWM");
         println!("peak RSS after reading the input: {:.1} MiB", mib(hwm_loaded));

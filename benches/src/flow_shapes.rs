@@ -15,10 +15,9 @@
 //!   numbers of `0..n` ([`sum_even_squares_sequential`], [`sum_even_squares_flow`]...);
 //! * **event-window aggregation** over the events corpus: fixed 1-minute windows on
 //!   `timestamp_ms`, the sum of `amount_cents` per (window, customer) ([`windows_sequential`],
-//!   [`windows_rayon`], [`windows_flow`]). `weir-flow` has no windows yet, so the flow keys
-//!   each event by `(timestamp_ms / 60_000, customer_id)`, partitions by that key and reduces
-//!   into a map: a global window over composite keys, which gives the same sums as fixed
-//!   windows with a trigger at the end of input.
+//!   [`windows_rayon`], [`windows_flow`]). Sequential code and rayon key each event by
+//!   `(timestamp_ms / 60_000, customer_id)`; the flow partitions by customer and uses
+//!   `Window::fixed` on the timestamp, emitting each window's sums on its final trigger.
 //!
 //! Inputs are read once into memory and leaked (`&'static str`), so every variant borrows
 //! words and lines from the same buffer and none allocates per word: the measurements compare
@@ -30,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
-use weir_flow::{emit, Flow, Partition};
+use weir_flow::{emit, Flow, Partition, Trigger, Window, WindowId};
 
 use crate::corpus::{write_events_file, write_words_file, Event};
 
@@ -129,7 +128,7 @@ pub fn merge_sums<K: std::hash::Hash + Eq>(a: FxHashMap<K, u64>, b: FxHashMap<K,
     big
 }
 
-/// Sets the partition's `max_demand` when given (weir-flow's default, 1000, otherwise).
+/// Sets the partition's `max_demand` when given (weir-flow's default, 10,000, otherwise).
 pub fn with_demand<T, R>(partition: Partition<T, R>, max_demand: Option<usize>) -> Partition<T, R> {
     match max_demand {
         Some(max_demand) => partition.max_demand(max_demand),
@@ -210,6 +209,79 @@ pub fn count_words_rayon(chunks: &[&'static str]) -> WordCounts {
             counts
         })
         .reduce(WordCounts::default, merge_sums)
+}
+
+/// Hand-written per-word partition, the algorithm of [`count_words_flow`] without a library:
+/// `threads` threads each split their share of the chunks and route every word by the same
+/// hash as `Partition::key`: words of their own partition go straight into their map, the
+/// others to the owning thread over a channel in batches of 4096; each thread counts the
+/// batches it receives between its chunks and at the end. The plain alternative to a flow
+/// whose words cross a partition.
+pub fn count_words_channels(chunks: &[&'static str], threads: usize) -> WordCounts {
+    use std::hash::BuildHasher;
+    use std::sync::mpsc;
+    const BATCH: usize = 4096;
+    let threads = threads.max(1);
+    let route = |word: &str| {
+        let h = rustc_hash::FxBuildHasher.hash_one((0x9E37_79B9_7F4A_7C15u64, word));
+        ((u128::from(h) * threads as u128) >> 64) as usize
+    };
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..threads).map(|_| mpsc::channel::<Vec<&'static str>>()).unzip();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(me, received)| {
+                let senders = senders.clone();
+                let share = &chunks[chunks.len() * me / threads..chunks.len() * (me + 1) / threads];
+                scope.spawn(move || {
+                    let mut counts = WordCounts::default();
+                    let count = |counts: &mut WordCounts, batch: Vec<&'static str>| {
+                        for word in batch {
+                            *counts.entry(word).or_insert(0) += 1;
+                        }
+                    };
+                    let mut outgoing: Vec<Vec<&'static str>> =
+                        (0..threads).map(|_| Vec::with_capacity(BATCH)).collect();
+                    for chunk in share {
+                        for word in words(chunk) {
+                            let p = route(word);
+                            if p == me {
+                                *counts.entry(word).or_insert(0) += 1;
+                            } else {
+                                outgoing[p].push(word);
+                                if outgoing[p].len() == BATCH {
+                                    let batch =
+                                        std::mem::replace(&mut outgoing[p], Vec::with_capacity(BATCH));
+                                    // A receiver is gone only if its thread panicked; the scope re-raises that.
+                                    let _ = senders[p].send(batch);
+                                }
+                            }
+                        }
+                        while let Ok(batch) = received.try_recv() {
+                            count(&mut counts, batch);
+                        }
+                    }
+                    for (p, batch) in outgoing.into_iter().enumerate() {
+                        if !batch.is_empty() {
+                            let _ = senders[p].send(batch);
+                        }
+                    }
+                    drop(senders);
+                    for batch in received {
+                        count(&mut counts, batch);
+                    }
+                    counts
+                })
+            })
+            .collect();
+        drop(senders);
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .fold(WordCounts::default(), merge_sums)
+    })
 }
 
 /// weir-flow word count, as Flow writes it: lines → `flat_map` into words → `partition` by
@@ -430,8 +502,15 @@ pub fn windows_rayon(chunks: &[&'static str]) -> WindowSums {
         .reduce(WindowSums::default, merge_sums)
 }
 
-/// weir-flow window sums with what exists today: lines → `filter_map` parse into
-/// ((window, customer), amount) → `partition` by that key → `reduce` into a map per stage.
+/// How late (in event time) an event may reach its partition in [`windows_flow`]: the
+/// stages of the first layer read the lines in interleaved batches, so a partition sees two
+/// streams, each in time order, up to a few thousand lines apart. Ten minutes is far more.
+pub const WINDOW_LATENESS: Duration = Duration::from_secs(600);
+
+/// weir-flow window sums, with event-time windows: lines → `filter_map` parse into
+/// (timestamp, customer, amount) → `partition` by customer → fixed 1-minute windows on the
+/// timestamp (allowed lateness [`WINDOW_LATENESS`]) → `reduce` into a map per customer →
+/// on the final trigger of each window, one ((minute, customer), sum) per customer.
 ///
 /// # Errors
 ///
@@ -440,12 +519,25 @@ pub async fn windows_flow(
     text: &'static str,
     partition_demand: Option<usize>,
 ) -> Result<Vec<((u64, u64), u64)>, weir_flow::Error> {
+    type Timed = (u64, u64, u64);
+    let window = Window::fixed(Duration::from_millis(WINDOW_MS), |(time, _, _): &Timed| *time)
+        .allowed_lateness(WINDOW_LATENESS);
     Flow::from_enumerable(text.lines())
-        .filter_map(keyed_amount)
-        .partition(with_demand(Partition::new().key(|(key, _): &((u64, u64), u64)| *key), partition_demand))
-        .reduce(WindowSums::default, |(key, amount), mut sums: WindowSums| {
-            *sums.entry(key).or_insert(0) += amount;
+        .filter_map(|line| Event::parse(line).map(|e| (e.timestamp_ms, e.customer_id, e.amount_cents)))
+        .partition(with_demand(Partition::new().key(|(_, customer, _): &Timed| *customer), partition_demand))
+        .window(window)
+        .reduce(FxHashMap::<u64, u64>::default, |(_, customer, amount): Timed, mut sums| {
+            *sums.entry(customer).or_insert(0) += amount;
             sums
+        })
+        .on_trigger(|sums, trigger: &Trigger| match trigger.window {
+            WindowId::Fixed { start, .. } if trigger.is_done() => {
+                let rows: Vec<_> =
+                    sums.iter().map(|(&customer, &sum)| ((start / WINDOW_MS, customer), sum)).collect();
+                (rows, sums)
+            }
+            // The watermark passed the window, but late events may still come.
+            _ => (Vec::new(), sums),
         })
         .collect()
         .await
@@ -591,6 +683,9 @@ mod tests {
         let sequential = count_words_sequential(text);
         assert_eq!(WordSummary::of(sequential.iter().map(|(w, c)| (*w, *c))).words, 228_869);
         assert_eq!(count_words_rayon(&line_chunks(text, 4096)), sequential);
+        for threads in [1, 3] {
+            assert_eq!(count_words_channels(&line_chunks(text, 4096), threads), sequential);
+        }
         let flow: WordCounts = count_words_flow(text, None).await?.into_iter().collect();
         assert_eq!(flow, sequential);
         let flow: WordCounts = count_words_flow(text, Some(100_000)).await?.into_iter().collect();

@@ -15,16 +15,16 @@
 //!
 //! * `sequential`: one fused iterator over the lines (parse, key), one `FxHashMap`;
 //! * `rayon`: `par_iter` over 64 KiB line-aligned chunks, `fold` maps, `reduce` by merging;
-//! * `flow`: weir-flow has no windows yet, so this uses what exists:
-//!   `Flow::from_enumerable(lines).filter_map(parse into ((window, customer), amount))
-//!   .partition(key: (window, customer)).reduce(map)`, a global window over composite keys.
+//! * `flow`: `Flow::from_enumerable(lines).filter_map(parse).partition(key: customer)
+//!   .window(Window::fixed(1 minute, timestamp).allowed_lateness(10 minutes))
+//!   .reduce(map per customer).on_trigger(rows of the window when done)`.
 //!
 //! Every result is checked against the README checksums (5,000,000 events: 1,585,858 groups
 //! over 168 windows, grand total 249,964,326,078) and against the sequential sums; any
 //! mismatch exits with status 1. It prints events/s per variant (median of the runs), the
 //! ratios flow / rayon and flow / sequential, the CPU time and the peak resident memory
 //! (`VmHWM`). `--only VARIANT` runs one variant (once, unless `--runs`). `--partition-demand N`
-//! sets the `max_demand` of the flow's partitioned layer (weir-flow's default is 1000).
+//! sets the `max_demand` of the flow's partitioned layer (weir-flow's default is 10,000).
 
 use std::process::ExitCode;
 use std::time::Duration;
