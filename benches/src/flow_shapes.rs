@@ -565,17 +565,10 @@ pub fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time used so far by all the process's threads (from `/proc/self/task/*/schedstat`;
-/// zero where that is not available).
+/// CPU time used so far by the process, threads that have exited included (a variant's
+/// scoped threads); zero where the clock is not available.
 pub fn cpu_time() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
+    cpu_time::ProcessTime::try_now().map_or(Duration::ZERO, |t| t.as_duration())
 }
 
 /// The command line of the `flow_*` programs: `--only VARIANT`, `--runs N` and named numbers.
