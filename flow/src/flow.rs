@@ -480,7 +480,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     where
         F: FnMut(&O::Out) -> bool + Clone + Send + 'static,
     {
-        self.with(|inner| Then { inner, step: Reject(drop) })
+        self.with(|inner| Then { inner, step: Filter(drop) })
     }
 
     /// Maps and keeps the `Some`s.

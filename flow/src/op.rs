@@ -388,7 +388,9 @@ where
     }
 }
 
-/// Built by [`Flow::filter`](crate::Flow::filter).
+/// Built by [`Flow::filter`](crate::Flow::filter) (`KEEP = true`: keeps the events the
+/// function accepts) and [`Flow::reject`](crate::Flow::reject) (`KEEP = false`, the
+/// [`Reject`] alias). `KEEP` is a constant, so the test is a plain branch in the fused loop.
 ///
 /// # Examples
 ///
@@ -403,38 +405,10 @@ where
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct Filter<F>(pub(crate) F);
+pub struct Filter<F, const KEEP: bool = true>(pub(crate) F);
 
-impl<X, F> Step<X> for Filter<F>
-where
-    X: Send + 'static,
-    F: FnMut(&X) -> bool + Clone + Send + 'static,
-{
-    type Out = X;
-
-    #[inline]
-    fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
-        if (self.0)(&x) {
-            emit(x);
-        }
-    }
-
-    #[inline]
-    fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
-        if (self.0)(&x) {
-            g(acc, x)
-        } else {
-            acc
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        "filter"
-    }
-}
-
-/// Built by [`Flow::reject`](crate::Flow::reject): a type of its own rather than a flag on
-/// [`Filter`], so the test compiles to a plain branch in the fused loop.
+/// Built by [`Flow::reject`](crate::Flow::reject): a [`Filter`] that drops the events its
+/// function accepts.
 ///
 /// # Examples
 ///
@@ -448,10 +422,9 @@ where
 /// assert_eq!(large.collect::<Vec<_>>().await?, vec![4, 5]);
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct Reject<F>(pub(crate) F);
+pub type Reject<F> = Filter<F, false>;
 
-impl<X, F> Step<X> for Reject<F>
+impl<X, F, const KEEP: bool> Step<X> for Filter<F, KEEP>
 where
     X: Send + 'static,
     F: FnMut(&X) -> bool + Clone + Send + 'static,
@@ -460,22 +433,26 @@ where
 
     #[inline]
     fn step<E: FnMut(X)>(&mut self, x: X, emit: &mut E) {
-        if !(self.0)(&x) {
+        if (self.0)(&x) == KEEP {
             emit(x);
         }
     }
 
     #[inline]
     fn fold<A, G: FnMut(A, X) -> A>(&mut self, x: X, acc: A, g: &mut G) -> A {
-        if (self.0)(&x) {
-            acc
-        } else {
+        if (self.0)(&x) == KEEP {
             g(acc, x)
+        } else {
+            acc
         }
     }
 
     fn name(&self) -> &'static str {
-        "reject"
+        if KEEP {
+            "filter"
+        } else {
+            "reject"
+        }
     }
 }
 

@@ -277,14 +277,24 @@ mod tests {
         PartitionDispatcher::new(2, |e: u64| Some((e, (e % 2) as usize))).unwrap()
     }
 
-    #[test]
-    fn routed_events_beyond_a_partitions_demand_wait_in_order() {
+    type Received = std::sync::Arc<crate::dispatcher::testing::Recorder<u64>>;
+
+    /// `parity()` with a consumer on each partition: (dispatcher, (even id, what even
+    /// received), (odd id, what odd received)).
+    fn parity_subscribed(
+    ) -> (PartitionDispatcher<u64>, (SubscriptionId, Received), (SubscriptionId, Received)) {
         let mut d = parity();
         let (even, re) = downstream::<u64>(Some(0.into()), None);
         let (odd, ro) = downstream::<u64>(Some(1.into()), None);
         let (ie, io) = (even.id(), odd.id());
         d.subscribe(even).unwrap();
         d.subscribe(odd).unwrap();
+        (d, (ie, re), (io, ro))
+    }
+
+    #[test]
+    fn routed_events_beyond_a_partitions_demand_wait_in_order() {
+        let (mut d, (ie, re), (io, ro)) = parity_subscribed();
         d.ask(ie, 1);
         d.ask(io, 7);
         let mut events: Vec<u64> = (0..8).collect();
@@ -304,12 +314,7 @@ mod tests {
 
     #[test]
     fn routes_by_hash_and_waits_for_demand() {
-        let mut d = parity();
-        let (even, re) = downstream::<u64>(Some(0.into()), None);
-        let (odd, ro) = downstream::<u64>(Some(1.into()), None);
-        let (ie, io) = (even.id(), odd.id());
-        d.subscribe(even).unwrap();
-        d.subscribe(odd).unwrap();
+        let (mut d, (ie, re), (io, ro)) = parity_subscribed();
         assert_eq!(d.ask(ie, 4), 4);
         let mut events: Vec<u64> = (0..4).collect();
         d.dispatch(&mut events);
