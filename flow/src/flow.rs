@@ -60,7 +60,7 @@ impl<T: Send + 'static> Upstream<T> {
                     count,
                     MaxDemand::DEFAULT,
                     running,
-                    |_| Ok((Mapper(Identity::new()), None)),
+                    |_| Ok((Mapper::new(Identity::new()), None)),
                 )
                 .await?;
                 Ok(Flow::<T>::plan_all(&refs, stages))
@@ -634,7 +634,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
     /// ```
     pub fn shuffle(self, stages: usize) -> Flow<O::Out> {
         let max_demand = self.max_demand;
-        self.close_layer(stages, max_demand, |op, _| Ok((Mapper(op.clone()), None)), Flow::plan_all)
+        self.close_layer(stages, max_demand, |op, _| Ok((Mapper::new(op.clone()), None)), Flow::plan_all)
     }
 
     /// Ends this layer: its stages will run `make(op, next layer's stage count)`; `plan` says
@@ -771,7 +771,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
             move |op, at| {
                 let (route, n) = (route.clone(), at.next_stages);
                 let dispatcher = PartitionDispatcher::new(n, move |e: O::Out| route(&e, n).map(|p| (e, p)))?;
-                Ok((Mapper(op.clone()), Some(dispatcher)))
+                Ok((Mapper::new(op.clone()), Some(dispatcher)))
             },
             |refs, n| {
                 (0..n)
@@ -985,7 +985,7 @@ impl<T: Send + 'static, O: Op<T>> Flow<T, O> {
         let Flow { upstream, op, stages, max_demand } = self;
         let running = Running::default();
         let started = Self::start_layer(upstream, stages, max_demand, running.clone(), move |_| {
-            Ok((Mapper(op.clone()), None))
+            Ok((Mapper::new(op.clone()), None))
         })
         .await;
         match started {

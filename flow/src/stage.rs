@@ -51,14 +51,26 @@ pub(crate) trait Layer<T>: Send + 'static {
 }
 
 /// Emits what the operations give.
-pub(crate) struct Mapper<O>(pub(crate) O);
+pub(crate) struct Mapper<O> {
+    op: O,
+    /// How many events the last chunk gave: after a `flat_map` a chunk gives many times its
+    /// size, and sizing the output by it saves the reallocations of growing it.
+    last_out: usize,
+}
+
+impl<O> Mapper<O> {
+    pub(crate) fn new(op: O) -> Self {
+        Mapper { op, last_out: 0 }
+    }
+}
 
 impl<T: Send + 'static, O: Op<T>> Layer<T> for Mapper<O> {
     type Out = O::Out;
 
     fn chunk(&mut self, events: Vec<T>) -> Vec<O::Out> {
-        let mut out = Vec::with_capacity(events.len());
-        self.0.push_all(events, &mut |x| out.push(x));
+        let mut out = Vec::with_capacity(events.len().max(self.last_out));
+        self.op.push_all(events, &mut |x| out.push(x));
+        self.last_out = out.len();
         out
     }
 
@@ -67,7 +79,7 @@ impl<T: Send + 'static, O: Op<T>> Layer<T> for Mapper<O> {
     }
 
     fn describe(&self) -> String {
-        self.0.describe()
+        self.op.describe()
     }
 }
 

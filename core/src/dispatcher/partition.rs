@@ -6,7 +6,9 @@ use super::{Dispatcher, Downstream};
 use crate::error::Error;
 use crate::subscription::{PartitionKey, SubscriptionId};
 
-type HashFn<T> = Box<dyn Fn(T) -> Option<(T, usize)> + Send>;
+/// Routes a chunk of events into one `Vec` per partition: the user's hash is called in a
+/// loop compiled for it (one dynamic call per chunk, not per event).
+type RouteFn<T> = Box<dyn FnMut(Vec<T>, &mut [Vec<T>]) + Send>;
 
 /// Routes each event to one of a fixed set of partitions, each with exactly one consumer
 /// (GenStage's `PartitionDispatcher`).
@@ -34,7 +36,7 @@ type HashFn<T> = Box<dyn Fn(T) -> Option<(T, usize)> + Send>;
 pub struct PartitionDispatcher<T> {
     names: Option<Vec<Arc<str>>>,
     partitions: Vec<Partition<T>>,
-    hash: HashFn<T>,
+    route: RouteFn<T>,
     by_sub: HashMap<SubscriptionId, usize>,
     /// Events asked for upstream and not yet dispatched.
     waiting: usize,
@@ -87,7 +89,20 @@ impl<T: Send + 'static> PartitionDispatcher<T> {
             partitions: (0..partitions)
                 .map(|_| Partition { consumer: None, demand: 0, queue: VecDeque::new() })
                 .collect(),
-            hash: Box::new(hash),
+            route: Box::new(move |events: Vec<T>, routed: &mut [Vec<T>]| {
+                let partitions = routed.len();
+                for event in events {
+                    match hash(event) {
+                        Some((event, p)) if p < partitions => routed[p].push(event),
+                        Some((_, p)) => tracing::warn!(
+                            partition = p,
+                            partitions,
+                            "hash returned an unknown partition; event dropped"
+                        ),
+                        None => {}
+                    }
+                }
+            }),
             by_sub: HashMap::new(),
             waiting: 0,
             pending: 0,
@@ -239,19 +254,8 @@ impl<T: Send + 'static> Dispatcher<T> for PartitionDispatcher<T> {
         self.waiting -= n;
         let now: Vec<T> =
             if n == events.len() { std::mem::take(events) } else { events.drain(..n).collect() };
-        let partitions = self.partitions.len();
-        for event in now {
-            match (self.hash)(event) {
-                Some((event, p)) if p < partitions => self.routed[p].push(event),
-                Some((_, p)) => tracing::warn!(
-                    partition = p,
-                    partitions,
-                    "hash returned an unknown partition; event dropped"
-                ),
-                None => {}
-            }
-        }
-        for p in 0..partitions {
+        (self.route)(now, &mut self.routed);
+        for p in 0..self.partitions.len() {
             if !self.routed[p].is_empty() {
                 self.offer(p);
             }
