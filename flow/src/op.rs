@@ -233,7 +233,11 @@ impl<T: Send + 'static> Op<T> for Identity<T> {
 
     #[inline]
     fn fold<A, G: FnMut(A, T) -> A>(&mut self, items: Vec<T>, init: A, g: &mut G) -> A {
-        items.into_iter().fold(init, g)
+        let mut acc = init;
+        for item in items {
+            acc = g(acc, item);
+        }
+        acc
     }
 
     fn describe(&self) -> String {
