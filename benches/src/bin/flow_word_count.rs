@@ -22,8 +22,8 @@
 //! Every result is checked against the README checksums (100 MB: 22,882,159 words, 50,000
 //! distinct, `ba` 2,008,054 times, sum of squared counts 6,631,462,947,453) and against the
 //! sequential counts; any mismatch exits with status 1. It prints words/s per variant (median
-//! of the runs), the ratios flow / rayon, flow / sequential and flow / channels, the CPU time and the peak
-//! resident memory (`VmHWM`). `--only VARIANT` runs one variant (once, unless `--runs`), so
+//! of the runs), the ratios flow / rayon, flow / sequential and flow / channels, the CPU time
+//! and the peak resident memory (`VmHWM`). `--only VARIANT` runs one variant (once, unless `--runs`), so
 //! that each variant's peak memory can be read from its own process. `--partition-demand N`
 //! sets the `max_demand` of the flows' partitioned layer (weir-flow's default is 10,000).
 

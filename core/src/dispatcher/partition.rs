@@ -179,7 +179,6 @@ impl<T: Send + 'static> PartitionDispatcher<T> {
         })
     }
 
-    /// Sends queued events of partition `p` as far as its demand allows.
     /// Sends partition `p`'s routed events, queueing what it has no demand for. With
     /// nothing queued before them (the usual case) the routed `Vec` itself goes out, so an
     /// event is not copied through the queue.
@@ -199,6 +198,7 @@ impl<T: Send + 'static> PartitionDispatcher<T> {
         part.send(batch);
     }
 
+    /// Sends queued events of partition `p` as far as its demand allows.
     fn flush(&mut self, p: usize) {
         let part = &mut self.partitions[p];
         let n = part.demand.min(part.queue.len());

@@ -9,7 +9,7 @@
 //! (`reduce` before `partition`), so only one (word, count) pair per word and stage crosses
 //! the partition, and a second `reduce` adds them up. For an associative reduction like a
 //! count that is rayon's fold/reduce as a flow, and about twice as fast as a partition per word
-//! (`benches/RESULTS.md`: 0.86–0.94x rayon against 0.44–0.47x on 100 MB).
+//! (`benches/RESULTS.md`: 0.82–0.98x rayon against 0.50–0.56x on 100 MB).
 
 use std::collections::HashMap;
 use std::error::Error;
